@@ -1,0 +1,249 @@
+"""The event log on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import asyncpg
+
+from eventstore.events import (
+    ANY,
+    AppendResult,
+    ConcurrencyError,
+    IdempotencyKeyReused,
+    InvalidEventError,
+    NewEvent,
+    RecordedEvent,
+)
+from eventstore.frontier import LogFrontier
+from eventstore.notify import CoalescingNotifier
+from eventstore.upcasting import UpcasterRegistry
+
+MAX_EVENTS_PER_APPEND: Final = 1_000
+MAX_EVENT_BYTES: Final = 64 * 1024
+MAX_READ: Final = 10_000
+
+STREAM_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
+EVENT_TYPE: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,99}")
+IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,200}")
+
+_COLUMNS = (
+    "position, event_id, stream_id, stream_version, type, schema_version, data, metadata,"
+    " occurred_at"
+)
+
+
+def _validate_stream_id(stream_id: object) -> str:
+    if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
+        raise InvalidEventError(
+            f"invalid stream id {stream_id!r}: 1 to 200 characters of letters, digits and "
+            "._:@/+=-, starting with a letter or digit"
+        )
+    return stream_id
+
+
+def _encode(event: NewEvent, stream_id: str) -> dict[str, Any]:
+    if not isinstance(event.type, str) or not EVENT_TYPE.fullmatch(event.type):
+        raise InvalidEventError(
+            f"invalid event type {event.type!r}: 1 to 100 letters and digits, PascalCase"
+        )
+    if not isinstance(event.schema_version, int) or not 1 <= event.schema_version <= 10_000:
+        raise InvalidEventError(f"invalid schema version {event.schema_version!r}")
+    if not isinstance(event.data, Mapping) or not isinstance(event.metadata, Mapping):
+        raise InvalidEventError("event data and metadata must be JSON objects")
+    if event.occurred_at.tzinfo is None:
+        raise InvalidEventError("occurred_at must carry a time zone")
+    return {
+        "event_id": str(event.event_id),
+        "stream_id": stream_id,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "data": event.data,
+        "metadata": event.metadata,
+        "occurred_at": event.occurred_at.isoformat(),
+    }
+
+
+def _dump(value: object) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"event data is not plain JSON: {exc}") from None
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"],
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        data=row["data"],
+        metadata=row["metadata"],
+        occurred_at=row["occurred_at"],
+    )
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Pool `init`: jsonb as Python values."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_dump, decoder=json.loads, schema="pg_catalog", format="text"
+    )
+
+
+class EventStore:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        upcasters: UpcasterRegistry | None = None,
+        notifier: CoalescingNotifier | None = None,
+    ) -> None:
+        self.pool = pool
+        self.upcasters = upcasters or UpcasterRegistry()
+        self.frontier = LogFrontier(pool)
+        self._notifier = notifier
+
+    async def append(
+        self,
+        streams: Mapping[str, tuple[int, Sequence[NewEvent]]],
+        *,
+        idempotency_key: str | None = None,
+        connection: asyncpg.Connection | None = None,
+    ) -> AppendResult:
+        """Append to one or more streams at once, all or nothing.
+
+        `streams` maps each stream id to (expected version, events): ANY, NO_STREAM, or the
+        exact version the stream must be at. A stream at another version raises
+        ConcurrencyError and nothing is written to any stream. With an idempotency key seen
+        before, nothing is written and the first append's result comes back, `replayed`.
+        Given `connection`, the append joins the caller's transaction there."""
+        if not streams:
+            raise InvalidEventError("nothing to append")
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InvalidEventError("idempotency key: 1 to 200 printable ASCII characters")
+        stream_ids: list[str] = []
+        expected: list[int] = []
+        encoded: list[dict[str, Any]] = []
+        for stream_id, (version, events) in streams.items():
+            stream_ids.append(_validate_stream_id(stream_id))
+            if not isinstance(version, int) or version < ANY:
+                raise InvalidEventError(f"invalid expected version {version!r}")
+            expected.append(version)
+            if not events:
+                raise InvalidEventError(f"no events for stream {stream_id!r}")
+            for event in events:
+                item = _encode(event, stream_id)
+                if len(_dump(item).encode()) > MAX_EVENT_BYTES:
+                    raise InvalidEventError(f"an event is larger than {MAX_EVENT_BYTES} bytes")
+                encoded.append(item)
+        if len(encoded) > MAX_EVENTS_PER_APPEND:
+            raise InvalidEventError(f"at most {MAX_EVENTS_PER_APPEND} events in one append")
+        args = (stream_ids, expected, _dump(encoded), idempotency_key)
+        sql = "SELECT eventgraph.append_events($1, $2, $3::text::jsonb, $4)"
+        try:
+            if connection is not None:
+                result = await connection.fetchval(sql, *args)
+            else:
+                result = await self.pool.fetchval(sql, *args)
+        except asyncpg.PostgresError as exc:
+            raise self._translate(exc) from exc
+        if not result["replayed"] and self._notifier is not None and connection is None:
+            self._notifier.committed()
+        return AppendResult(
+            positions=tuple(result["positions"]),
+            stream_versions=dict(result["versions"]),
+            replayed=result["replayed"],
+        )
+
+    def committed(self) -> None:
+        """Tell readers that an append made through `connection=` has committed."""
+        if self._notifier is not None:
+            self._notifier.committed()
+
+    @staticmethod
+    def _translate(exc: asyncpg.PostgresError) -> Exception:
+        if exc.sqlstate == "EG409":
+            return ConcurrencyError(str(getattr(exc, "detail", "") or ""), str(exc))
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            constraint = getattr(exc, "constraint_name", None)
+            if constraint == "events_stream_version_key":
+                return ConcurrencyError("", "a concurrent append took the same stream version")
+            if constraint == "idempotency_keys_pkey":
+                return IdempotencyKeyReused("a concurrent append used the same idempotency key")
+            if constraint == "events_event_id_key":
+                return InvalidEventError("an event with this event id is already stored")
+        if isinstance(exc, asyncpg.DataError | asyncpg.UntranslatableCharacterError):
+            return InvalidEventError(f"event rejected by the database: {exc}")
+        return exc
+
+    async def read_all(
+        self,
+        after: int = 0,
+        limit: int = 1_000,
+        *,
+        stream_id: str | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Events after `after`, in position order, never past a position whose event might
+        still commit (see frontier.py): a reader that follows positions skips nothing."""
+        if not 1 <= limit <= MAX_READ:
+            raise InvalidEventError(f"limit must be between 1 and {MAX_READ}")
+        safe = await self.frontier.refresh()
+        if after >= safe:
+            return []
+        clauses = ["position > $1", "position <= $2"]
+        args: list[object] = [after, safe]
+        if stream_id is not None:
+            args.append(stream_id)
+            clauses.append(f"stream_id = ${len(args)}")
+        if types is not None:
+            args.append(list(types))
+            clauses.append(f"type = any(${len(args)}::text[])")
+        args.append(limit)
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM eventgraph.events WHERE {' AND '.join(clauses)}"
+            f" ORDER BY position LIMIT ${len(args)}",
+            *args,
+        )
+        return [self.upcasters.upcast(_record(r)) for r in rows]
+
+    async def read_stream(
+        self, stream_id: str, *, connection: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """One stream's events in version order, to load an aggregate."""
+        _validate_stream_id(stream_id)
+        rows = await (connection or self.pool).fetch(
+            f"SELECT {_COLUMNS} FROM eventgraph.events WHERE stream_id = $1"
+            " ORDER BY stream_version",
+            stream_id,
+        )
+        return [self.upcasters.upcast(_record(r)) for r in rows]
+
+    async def read_streams(self, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
+        """Several streams in one round trip."""
+        for stream_id in stream_ids:
+            _validate_stream_id(stream_id)
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM eventgraph.events WHERE stream_id = any($1::text[])"
+            " ORDER BY stream_id, stream_version",
+            list(stream_ids),
+        )
+        found: dict[str, list[RecordedEvent]] = {s: [] for s in stream_ids}
+        for row in rows:
+            found[row["stream_id"]].append(self.upcasters.upcast(_record(row)))
+        return found
+
+    async def head(self) -> int:
+        """The highest position that readers can safely reach now."""
+        return await self.frontier.refresh()
+
+    async def get_event(self, event_id: uuid.UUID) -> RecordedEvent | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM eventgraph.events WHERE event_id = $1", event_id
+        )
+        return None if row is None else self.upcasters.upcast(_record(row))
