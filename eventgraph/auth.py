@@ -33,13 +33,16 @@ def mint_token(secret: str, sub: str, role: Role, ttl_seconds: int = 24 * 3600) 
     if not sub or len(sub) > 200:
         raise ValueError("sub must be 1 to 200 characters")
     now = int(time.time())
-    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds}, secret,
-                      algorithm="HS256")
+    return jwt.encode(
+        {"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256"
+    )
 
 
 def verify_token(secret: str, token: str) -> Principal:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+        )
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from None
     sub, role = claims.get("sub"), claims.get("role")

