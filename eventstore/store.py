@@ -31,6 +31,7 @@ STREAM_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
 EVENT_TYPE: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,99}")
 IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,200}")
 
+_APPEND = "SELECT * FROM eventgraph.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 _COLUMNS = (
     "position, event_id, stream_id, stream_version, type, schema_version, data, metadata,"
     " occurred_at"
@@ -46,7 +47,7 @@ def _validate_stream_id(stream_id: object) -> str:
     return stream_id
 
 
-def _encode(event: NewEvent, stream_id: str) -> dict[str, Any]:
+def _validate(event: NewEvent) -> None:
     if not isinstance(event.type, str) or not EVENT_TYPE.fullmatch(event.type):
         raise InvalidEventError(
             f"invalid event type {event.type!r}: 1 to 100 letters and digits, PascalCase"
@@ -57,15 +58,6 @@ def _encode(event: NewEvent, stream_id: str) -> dict[str, Any]:
         raise InvalidEventError("event data and metadata must be JSON objects")
     if event.occurred_at.tzinfo is None:
         raise InvalidEventError("occurred_at must carry a time zone")
-    return {
-        "event_id": str(event.event_id),
-        "stream_id": stream_id,
-        "type": event.type,
-        "schema_version": event.schema_version,
-        "data": event.data,
-        "metadata": event.metadata,
-        "occurred_at": event.occurred_at.isoformat(),
-    }
 
 
 def _dump(value: object) -> str:
@@ -126,38 +118,43 @@ class EventStore:
             raise InvalidEventError("nothing to append")
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InvalidEventError("idempotency key: 1 to 200 printable ASCII characters")
-        stream_ids: list[str] = []
+        streams_arg: list[str] = []
         expected: list[int] = []
-        encoded: list[dict[str, Any]] = []
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+        event_ids, event_streams, types, schema_versions, data, metadata, occurred = columns[:7]
         for stream_id, (version, events) in streams.items():
-            stream_ids.append(_validate_stream_id(stream_id))
+            streams_arg.append(_validate_stream_id(stream_id))
             if not isinstance(version, int) or version < ANY:
                 raise InvalidEventError(f"invalid expected version {version!r}")
             expected.append(version)
             if not events:
                 raise InvalidEventError(f"no events for stream {stream_id!r}")
             for event in events:
-                item = _encode(event, stream_id)
-                if len(_dump(item).encode()) > MAX_EVENT_BYTES:
+                _validate(event)
+                data_json, metadata_json = _dump(event.data), _dump(event.metadata)
+                if len(data_json) + len(metadata_json) > MAX_EVENT_BYTES:
                     raise InvalidEventError(f"an event is larger than {MAX_EVENT_BYTES} bytes")
-                encoded.append(item)
-        if len(encoded) > MAX_EVENTS_PER_APPEND:
+                event_ids.append(event.event_id)
+                event_streams.append(stream_id)
+                types.append(event.type)
+                schema_versions.append(event.schema_version)
+                data.append(data_json)
+                metadata.append(metadata_json)
+                occurred.append(event.occurred_at)
+        if len(event_ids) > MAX_EVENTS_PER_APPEND:
             raise InvalidEventError(f"at most {MAX_EVENTS_PER_APPEND} events in one append")
-        args = (stream_ids, expected, _dump(encoded), idempotency_key)
-        sql = "SELECT eventgraph.append_events($1, $2, $3::text::jsonb, $4)"
+        args = (streams_arg, expected, idempotency_key, *columns[:7])
         try:
-            if connection is not None:
-                result = await connection.fetchval(sql, *args)
-            else:
-                result = await self.pool.fetchval(sql, *args)
+            row = await (connection or self.pool).fetchrow(_APPEND, *args)
         except asyncpg.PostgresError as exc:
             raise self._translate(exc) from exc
-        if not result["replayed"] and self._notifier is not None and connection is None:
+        assert row is not None
+        if not row["replayed"] and self._notifier is not None and connection is None:
             self._notifier.committed()
         return AppendResult(
-            positions=tuple(result["positions"]),
-            stream_versions=dict(result["versions"]),
-            replayed=result["replayed"],
+            positions=tuple(row["positions"]),
+            stream_versions=dict(zip(row["streams"], row["versions"], strict=True)),
+            replayed=row["replayed"],
         )
 
     def committed(self) -> None:

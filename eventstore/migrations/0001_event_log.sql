@@ -21,78 +21,77 @@ CREATE INDEX events_type_position_idx ON eventgraph.events (type, position);
 -- transaction as the events.
 CREATE TABLE eventgraph.idempotency_keys (
     key         text        PRIMARY KEY,
-    result      jsonb       NOT NULL,
+    positions   bigint[]    NOT NULL,
+    streams     text[]      NOT NULL,
+    versions    integer[]   NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Appends a batch of events to one or more streams in one statement (so one round trip and
--- one implicit transaction). p_streams/p_expected give each stream's expected version:
--- -1 "any", 0 "no stream yet", n > 0 exactly n. p_events is a JSON array of
--- {event_id, stream_id, type, schema_version, data, metadata, occurred_at} in order.
+-- Appends events to one or more streams in one statement: one round trip, one implicit
+-- transaction (or the caller's). p_streams/p_expected give each stream's expected version:
+-- -1 "any", 0 "no stream yet", n > 0 exactly n. The p_event_* arrays hold one entry per event,
+-- in order. Returns each event's position, and each stream's version after the append.
 --
--- The transaction id is taken before any position is drawn from the sequence. A reader that
--- sees a hole in the positions relies on this: whoever holds the missing position already had
--- a transaction id when the hole was seen, so once every transaction older than that snapshot's
--- xmax has ended, the hole is either filled or permanent.
+-- The transaction id is taken before any position is drawn from the sequence. Readers rely on
+-- this (eventstore/frontier.py): whoever holds a missing position already had a transaction id
+-- when the hole was seen, so once every transaction below that snapshot's xmax has ended, the
+-- hole is either filled or permanent.
 CREATE FUNCTION eventgraph.append_events(
-    p_streams text[], p_expected bigint[], p_events jsonb, p_idempotency_key text
-) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+    p_streams text[], p_expected bigint[], p_idempotency_key text,
+    p_event_ids uuid[], p_stream_ids text[], p_types text[], p_schema_versions integer[],
+    p_data text[], p_metadata text[], p_occurred_at timestamptz[],
+    OUT positions bigint[], OUT streams text[], OUT versions integer[], OUT replayed boolean
+) LANGUAGE plpgsql AS $$
 DECLARE
-    v_prior jsonb;
     v_current integer;
-    v_versions jsonb := '{}'::jsonb;
-    v_result jsonb;
+    v_event_versions integer[];
     i integer;
+    j integer;
 BEGIN
     PERFORM pg_current_xact_id();
 
     IF p_idempotency_key IS NOT NULL THEN
-        SELECT result INTO v_prior FROM eventgraph.idempotency_keys WHERE key = p_idempotency_key;
+        SELECT k.positions, k.streams, k.versions INTO positions, streams, versions
+          FROM eventgraph.idempotency_keys k WHERE k.key = p_idempotency_key;
         IF FOUND THEN
-            RETURN v_prior || jsonb_build_object('replayed', true);
+            replayed := true;
+            RETURN;
         END IF;
     END IF;
 
-    FOR i IN 1 .. coalesce(array_length(p_streams, 1), 0) LOOP
-        SELECT coalesce(max(stream_version), 0) INTO v_current
-          FROM eventgraph.events WHERE stream_id = p_streams[i];
+    versions := p_expected::integer[];
+    FOR i IN 1 .. array_length(p_streams, 1) LOOP
+        SELECT coalesce(max(e.stream_version), 0) INTO v_current
+          FROM eventgraph.events e WHERE e.stream_id = p_streams[i];
         IF p_expected[i] >= 0 AND v_current <> p_expected[i] THEN
             RAISE EXCEPTION 'stream % is at version %, expected %',
                 p_streams[i], v_current, p_expected[i]
                 USING ERRCODE = 'EG409', DETAIL = p_streams[i];
         END IF;
-        v_versions := v_versions || jsonb_build_object(p_streams[i], v_current);
+        versions[i] := v_current;
     END LOOP;
 
-    WITH input AS (
-        SELECT e.ordinality AS n, e.value AS ev
-          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e
-    ), numbered AS (
-        SELECT n, ev,
-               (v_versions ->> (ev ->> 'stream_id'))::integer
-                 + row_number() OVER (PARTITION BY ev ->> 'stream_id' ORDER BY n) AS version
-          FROM input
-    ), inserted AS (
+    v_event_versions := array_fill(0, ARRAY[array_length(p_stream_ids, 1)]);
+    FOR j IN 1 .. array_length(p_stream_ids, 1) LOOP
+        i := array_position(p_streams, p_stream_ids[j]);
+        versions[i] := versions[i] + 1;
+        v_event_versions[j] := versions[i];
+    END LOOP;
+
+    WITH inserted AS (
         INSERT INTO eventgraph.events
             (event_id, stream_id, stream_version, type, schema_version, data, metadata, occurred_at)
-        SELECT (ev ->> 'event_id')::uuid, ev ->> 'stream_id', version, ev ->> 'type',
-               (ev ->> 'schema_version')::integer, ev -> 'data', ev -> 'metadata',
-               (ev ->> 'occurred_at')::timestamptz
-          FROM numbered ORDER BY n
-        RETURNING position, stream_id, stream_version
+        SELECT * FROM unnest(p_event_ids, p_stream_ids, v_event_versions, p_types,
+                             p_schema_versions, p_data::jsonb[], p_metadata::jsonb[], p_occurred_at)
+        RETURNING position
     )
-    SELECT jsonb_build_object(
-               'positions', jsonb_agg(position ORDER BY position),
-               'versions', jsonb_object_agg(stream_id, stream_version)
-           )
-      INTO v_result
-      FROM (SELECT position, stream_id, max(stream_version) OVER (PARTITION BY stream_id)
-                   AS stream_version FROM inserted) AS r;
+    SELECT array_agg(position ORDER BY position) INTO positions FROM inserted;
+    streams := p_streams;
+    replayed := false;
 
     IF p_idempotency_key IS NOT NULL THEN
-        INSERT INTO eventgraph.idempotency_keys (key, result) VALUES (p_idempotency_key, v_result);
+        INSERT INTO eventgraph.idempotency_keys (key, positions, streams, versions)
+        VALUES (p_idempotency_key, positions, streams, versions);
     END IF;
-    RETURN v_result || jsonb_build_object('replayed', false);
 END;
 $$;
