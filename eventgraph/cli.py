@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -29,6 +30,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             f"Mint a token with: eventgraph token --sub alice --role customer",
             file=sys.stderr,
         )
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it unwinds through
+    # the `with` below, so the embedded PostgreSQL is stopped on SIGTERM as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with database_url(settings.database_url, settings.data_dir) as dsn:
         app = create_app(dsn, settings)
         uvicorn.run(
@@ -57,6 +61,13 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from schema import build_schema
+
+    print(build_schema().as_str())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventgraph", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=ROLES)
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     token.set_defaults(run=_token)
+
+    commands.add_parser("schema", help="print the GraphQL SDL").set_defaults(run=_schema)
     return parser
 
 

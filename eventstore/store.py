@@ -235,6 +235,28 @@ class EventStore:
             found[row["stream_id"]].append(self.upcasters.upcast(_record(row)))
         return found
 
+    async def read_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM eventgraph.events WHERE position = any($1::bigint[])"
+            " ORDER BY position",
+            list(positions),
+        )
+        return [self.upcasters.upcast(_record(r)) for r in rows]
+
+    async def find_idempotent(self, key: str) -> AppendResult | None:
+        """The result of the append that stored `key`, if any."""
+        row = await self.pool.fetchrow(
+            "SELECT positions, streams, versions FROM eventgraph.idempotency_keys WHERE key = $1",
+            key,
+        )
+        if row is None:
+            return None
+        return AppendResult(
+            positions=tuple(row["positions"]),
+            stream_versions=dict(zip(row["streams"], row["versions"], strict=True)),
+            replayed=True,
+        )
+
     async def head(self) -> int:
         """The highest position that readers can safely reach now."""
         return await self.frontier.refresh()

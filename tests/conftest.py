@@ -41,9 +41,9 @@ def server_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-async def database_url(server_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test session, dropped afterwards."""
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A new, migrated database on the test server, dropped afterwards."""
     name = f"eventgraph_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_url)
     try:
@@ -56,12 +56,21 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
         await migrate(conn)
     finally:
         await conn.close()
-    yield url
-    admin = await asyncpg.connect(server_url)
     try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        yield url
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """The database of tests that reset it between tests (see `clean_db`)."""
+    async with fresh_database(server_url) as url:
+        yield url
 
 
 async def reset(url: str) -> None:

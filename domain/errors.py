@@ -1,0 +1,31 @@
+"""Domain errors. Each carries the contract's error code."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "BAD_USER_INPUT"
+
+
+class InvalidInput(DomainError):
+    code = "BAD_USER_INPUT"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(DomainError):
+    code = "ALREADY_EXISTS"
+
+
+class InsufficientStock(DomainError):
+    code = "INSUFFICIENT_STOCK"
+
+
+class InvalidState(DomainError):
+    code = "INVALID_STATE"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"

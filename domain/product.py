@@ -1,0 +1,226 @@
+"""The Product aggregate: a catalogue entry and its stock.
+
+Stock moves through `InventoryUpdated` events, one type with a reason, each carrying the
+levels after the change so that a reader never has to re-derive them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar, assert_never
+
+from domain import values
+from domain.errors import AlreadyExists, InsufficientStock, InvalidState, NotFound
+from domain.values import Actor
+
+
+def stream_id(sku: str) -> str:
+    return f"product-{sku}"
+
+
+# Events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRegistered:
+    schema_version: ClassVar[int] = 1
+    sku: str
+    name: str
+    unit_price: Decimal
+    initial_stock: int
+    occurred_at: datetime
+
+
+class StockChange(StrEnum):
+    RESTOCK = "restock"
+    RESERVATION = "reservation"
+    RELEASE = "release"
+    SHIPMENT = "shipment"
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryUpdated:
+    schema_version: ClassVar[int] = 1
+    sku: str
+    reason: StockChange
+    quantity: int
+    on_hand: int
+    """Units physically in stock after the change."""
+    reserved: int
+    """Units held by open orders after the change."""
+    order_id: str | None
+    occurred_at: datetime
+
+
+ProductEvent = ProductRegistered | InventoryUpdated
+
+# Commands ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterProduct:
+    sku: str
+    name: str
+    unit_price: Decimal
+    initial_stock: int
+    actor: Actor
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RestockProduct:
+    sku: str
+    quantity: int
+    actor: Actor
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveStock:
+    sku: str
+    order_id: str
+    quantity: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseStock:
+    sku: str
+    order_id: str
+    quantity: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShipStock:
+    sku: str
+    order_id: str
+    quantity: int
+    at: datetime
+
+
+ProductCommand = RegisterProduct | RestockProduct | ReserveStock | ReleaseStock | ShipStock
+
+# State -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: str
+    name: str
+    unit_price: Decimal
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+ProductState = Product | None
+initial_state: ProductState = None
+
+
+def evolve(state: ProductState, event: ProductEvent) -> ProductState:
+    match event:
+        case ProductRegistered():
+            return Product(event.sku, event.name, event.unit_price, event.initial_stock, 0)
+        case InventoryUpdated():
+            assert state is not None
+            return Product(state.sku, state.name, state.unit_price, event.on_hand, event.reserved)
+        case _:
+            assert_never(event)
+
+
+def _existing(state: ProductState, sku: str) -> Product:
+    if state is None:
+        raise NotFound(f"no product with sku {sku!r}")
+    return state
+
+
+def _stock_change(
+    state: Product,
+    command: ReserveStock | ReleaseStock | ShipStock | RestockProduct,
+    reason: StockChange,
+    on_hand: int,
+    reserved: int,
+    order_id: str | None,
+) -> list[ProductEvent]:
+    return [
+        InventoryUpdated(
+            sku=state.sku,
+            reason=reason,
+            quantity=command.quantity,
+            on_hand=on_hand,
+            reserved=reserved,
+            order_id=order_id,
+            occurred_at=command.at,
+        )
+    ]
+
+
+def decide(command: ProductCommand, state: ProductState) -> list[ProductEvent]:
+    match command:
+        case RegisterProduct():
+            command.actor.require_staff()
+            sku = values.sku(command.sku)
+            name = values.text(command.name, field="name", maximum=values.MAX_NAME)
+            price = values.money(command.unit_price, field="unitPrice")
+            stock = values.stock(command.initial_stock)
+            if state is not None:
+                raise AlreadyExists(f"a product with sku {sku!r} already exists")
+            return [ProductRegistered(sku, name, price, stock, command.at)]
+        case RestockProduct():
+            command.actor.require_staff()
+            values.sku(command.sku)
+            quantity = values.quantity(command.quantity)
+            product = _existing(state, command.sku)
+            if product.on_hand + quantity > values.MAX_STOCK:
+                raise InvalidState(f"stock would exceed {values.MAX_STOCK}")
+            return _stock_change(
+                product,
+                command,
+                StockChange.RESTOCK,
+                product.on_hand + quantity,
+                product.reserved,
+                None,
+            )
+        case ReserveStock():
+            product = _existing(state, command.sku)
+            if command.quantity > product.available:
+                raise InsufficientStock(
+                    f"only {product.available} of {command.sku!r} available,"
+                    f" {command.quantity} asked"
+                )
+            return _stock_change(
+                product,
+                command,
+                StockChange.RESERVATION,
+                product.on_hand,
+                product.reserved + command.quantity,
+                command.order_id,
+            )
+        case ReleaseStock():
+            product = _existing(state, command.sku)
+            return _stock_change(
+                product,
+                command,
+                StockChange.RELEASE,
+                product.on_hand,
+                max(product.reserved - command.quantity, 0),
+                command.order_id,
+            )
+        case ShipStock():
+            product = _existing(state, command.sku)
+            return _stock_change(
+                product,
+                command,
+                StockChange.SHIPMENT,
+                product.on_hand - command.quantity,
+                max(product.reserved - command.quantity, 0),
+                command.order_id,
+            )
+        case _:
+            assert_never(command)

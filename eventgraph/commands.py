@@ -1,0 +1,374 @@
+"""Command handling: load the streams a command touches, decide, append with the expected
+versions; on a version conflict reload and decide again, a bounded number of times."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from domain import order, product, values
+from domain.codec import DomainEvent, decode, encode
+from domain.errors import DomainError, InvalidInput, NotFound
+from domain.order import OrderLine
+from domain.values import Actor
+from eventstore.events import (
+    NO_STREAM,
+    AppendResult,
+    ConcurrencyError,
+    IdempotencyKeyReused,
+    NewEvent,
+    RecordedEvent,
+)
+from eventstore.store import IDEMPOTENCY_KEY, EventStore
+
+MAX_ATTEMPTS = 40
+"""Decide-and-append attempts before CONFLICT. Commands on one stream in one process queue
+on a local lock, so conflicts come only from other processes; this bounds the worst case."""
+
+S = TypeVar("S")
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+@dataclass(frozen=True)
+class CommandResult(Generic[S]):
+    position: int
+    events: list[RecordedEvent]
+    state: S
+    """The aggregate's state after the command."""
+    replayed: bool = False
+
+
+@dataclass
+class _Loaded:
+    versions: dict[str, int] = field(default_factory=dict)
+    events: dict[str, list[DomainEvent]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Executed:
+    result: AppendResult
+    events: list[RecordedEvent]
+    history: dict[str, list[DomainEvent]] | None = None
+    """Every touched stream's events including the new ones; None for a replayed command."""
+
+
+class StreamLocks:
+    """Per-stream locks for commands within one process, taken in sorted order."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, stream_ids: Sequence[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(stream_ids))
+        for s in ordered:
+            lock, users = self._locks.get(s, (asyncio.Lock(), 0))
+            self._locks[s] = (lock, users + 1)
+        acquired: list[asyncio.Lock] = []
+        try:
+            for s in ordered:
+                lock = self._locks[s][0]
+                await lock.acquire()
+                acquired.append(lock)
+            yield
+        finally:
+            for lock in acquired:
+                lock.release()
+            for s in ordered:
+                lock, users = self._locks[s]
+                if users == 1:
+                    del self._locks[s]
+                else:
+                    self._locks[s] = (lock, users - 1)
+
+
+def _fold(evolve: Callable[[Any, Any], Any], initial: Any, events: Sequence[DomainEvent]) -> Any:
+    state = initial
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+class Shop:
+    """The shop's commands, as the GraphQL mutations call them."""
+
+    def __init__(self, store: EventStore, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._locks = StreamLocks()
+
+    # Products ------------------------------------------------------------------------------
+
+    async def register_product(
+        self, actor: Actor, sku: str, name: str, unit_price: object, initial_stock: int
+    ) -> CommandResult[product.Product]:
+        actor.require_staff()
+        command = product.RegisterProduct(
+            values.sku(sku),
+            values.text(name, field="name", maximum=values.MAX_NAME),
+            values.money(unit_price, field="unitPrice"),
+            values.stock(initial_stock),
+            actor,
+            self._clock(),
+        )
+        return await self._product_command(actor, sku, command)
+
+    async def restock_product(
+        self, actor: Actor, sku: str, quantity: int
+    ) -> CommandResult[product.Product]:
+        actor.require_staff()
+        values.sku(sku)
+        values.quantity(quantity)
+        return await self._product_command(
+            actor, sku, product.RestockProduct(sku, quantity, actor, self._clock())
+        )
+
+    async def _product_command(
+        self, actor: Actor, sku: str, command: product.ProductCommand
+    ) -> CommandResult[product.Product]:
+        stream = product.stream_id(sku)
+
+        def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
+            state = _fold(product.evolve, product.initial_state, loaded.events[stream])
+            return {stream: list(product.decide(command, state))}
+
+        result = await self._execute(actor, type(command).__name__, [stream], decide)
+        return await self._with_state(result, stream, product.evolve, product.initial_state)
+
+    # Orders --------------------------------------------------------------------------------
+
+    async def place_order(
+        self, actor: Actor, lines: Sequence[tuple[str, int]], idempotency_key: str | None = None
+    ) -> CommandResult[order.Order]:
+        requested = order.validate_lines(tuple(lines))
+        key = self._scoped_key("placeOrder", actor, idempotency_key)
+        order_id = str(uuid.uuid4())
+        order_stream = order.stream_id(order_id)
+        product_streams = {sku: product.stream_id(sku) for sku, _ in requested}
+
+        def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
+            now = self._clock()
+            catalogue: dict[str, product.Product] = {}
+            for sku, stream in product_streams.items():
+                state = _fold(product.evolve, product.initial_state, loaded.events[stream])
+                if state is None:
+                    raise NotFound(f"no product with sku {sku!r}")
+                catalogue[sku] = state
+            priced = tuple(OrderLine(sku, qty, catalogue[sku].unit_price) for sku, qty in requested)
+            decided: dict[str, list[DomainEvent]] = {
+                order_stream: list(
+                    order.decide(order.PlaceOrder(order_id, priced, actor, now), None)
+                )
+            }
+            for sku, qty in requested:
+                reserve = product.ReserveStock(sku, order_id, qty, now)
+                decided[product_streams[sku]] = list(product.decide(reserve, catalogue[sku]))
+            return decided
+
+        result = await self._execute(
+            actor,
+            "PlaceOrder",
+            [order_stream, *product_streams.values()],
+            decide,
+            key,
+            new_streams={order_stream},
+        )
+        return await self._order_result(result)
+
+    async def pay_order(
+        self,
+        actor: Actor,
+        order_id: str,
+        amount: object,
+        idempotency_key: str | None = None,
+    ) -> CommandResult[order.Order]:
+        key = self._scoped_key("payOrder", actor, idempotency_key)
+        stream = self._order_stream(order_id)
+        paid = values.money(amount)
+
+        def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
+            state = _fold(order.evolve, order.initial_state, loaded.events[stream])
+            command = order.PayOrder(order_id, paid, actor, self._clock())
+            return {stream: list(order.decide(command, state))}
+
+        return await self._order_result(
+            await self._execute(actor, "PayOrder", [stream], decide, key)
+        )
+
+    async def ship_order(self, actor: Actor, order_id: str) -> CommandResult[order.Order]:
+        actor.require_staff()
+        return await self._order_with_stock(
+            actor,
+            order_id,
+            "ShipOrder",
+            lambda now: order.ShipOrder(order_id, actor, now),
+            product.ShipStock,
+        )
+
+    async def cancel_order(
+        self, actor: Actor, order_id: str, reason: str
+    ) -> CommandResult[order.Order]:
+        values.text(reason, field="reason", maximum=values.MAX_REASON)
+        return await self._order_with_stock(
+            actor,
+            order_id,
+            "CancelOrder",
+            lambda now: order.CancelOrder(order_id, reason, actor, now),
+            product.ReleaseStock,
+        )
+
+    async def _order_with_stock(
+        self,
+        actor: Actor,
+        order_id: str,
+        name: str,
+        make: Callable[[datetime], order.OrderCommand],
+        stock_command: type[product.ShipStock] | type[product.ReleaseStock],
+    ) -> CommandResult[order.Order]:
+        """Ship or cancel: the order's events and each reserved product's stock move together."""
+        stream = self._order_stream(order_id)
+        current = await self.store.read_stream(stream)
+        if not current:
+            raise NotFound(f"no order {order_id!r}")
+        placed = self._decode(current[0])
+        assert isinstance(placed, order.OrderPlaced)
+        product_streams = {line.sku: product.stream_id(line.sku) for line in placed.lines}
+
+        def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
+            now = self._clock()
+            state = _fold(order.evolve, order.initial_state, loaded.events[stream])
+            decided: dict[str, list[DomainEvent]] = {stream: list(order.decide(make(now), state))}
+            for line in placed.lines:
+                ps = product_streams[line.sku]
+                stock = _fold(product.evolve, product.initial_state, loaded.events[ps])
+                decided[ps] = list(
+                    product.decide(stock_command(line.sku, order_id, line.quantity, now), stock)
+                )
+            return decided
+
+        result = await self._execute(actor, name, [stream, *product_streams.values()], decide)
+        return await self._order_result(result)
+
+    # Machinery -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _order_stream(order_id: str) -> str:
+        try:
+            return order.stream_id(str(uuid.UUID(order_id)))
+        except (ValueError, TypeError, AttributeError):
+            raise NotFound(f"no order {order_id!r}") from None
+
+    @staticmethod
+    def _scoped_key(command: str, actor: Actor, key: str | None) -> str | None:
+        if key is None:
+            return None
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise InvalidInput("idempotencyKey must be 1 to 200 printable ASCII characters")
+        return f"{command}:{len(actor.id)}:{actor.id}:{key}"
+
+    def _decode(self, event: RecordedEvent) -> DomainEvent:
+        return decode(event.type, event.data, event.occurred_at)
+
+    async def _execute(
+        self,
+        actor: Actor,
+        command_name: str,
+        streams: Sequence[str],
+        decide: Callable[[_Loaded], dict[str, list[DomainEvent]]],
+        idempotency_key: str | None = None,
+        new_streams: frozenset[str] | set[str] = frozenset(),
+    ) -> _Executed:
+        if idempotency_key is not None:
+            prior = await self.store.find_idempotent(idempotency_key)
+            if prior is not None:
+                return _Executed(prior, await self.store.read_positions(prior.positions))
+        metadata = {
+            "correlationId": str(uuid.uuid4()),
+            "causationId": str(uuid.uuid4()),
+            "command": command_name,
+            "actor": {"id": actor.id, "role": actor.role},
+        }
+        async with self._locks.hold(streams):
+            for attempt in range(MAX_ATTEMPTS):
+                loaded = _Loaded()
+                found = await self.store.read_streams([s for s in streams if s not in new_streams])
+                for s in streams:
+                    recorded = found.get(s, [])
+                    loaded.versions[s] = recorded[-1].stream_version if recorded else NO_STREAM
+                    loaded.events[s] = [self._decode(e) for e in recorded]
+                decided = decide(loaded)
+                batch = {
+                    s: (loaded.versions[s], [self._new_event(e, metadata) for e in events])
+                    for s, events in decided.items()
+                    if events
+                }
+                try:
+                    result = await self.store.append(batch, idempotency_key=idempotency_key)
+                except ConcurrencyError:
+                    await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
+                    continue
+                except IdempotencyKeyReused:
+                    assert idempotency_key is not None
+                    prior = await self.store.find_idempotent(idempotency_key)
+                    assert prior is not None
+                    return _Executed(prior, await self.store.read_positions(prior.positions))
+                if result.replayed:
+                    return _Executed(result, await self.store.read_positions(result.positions))
+                history = {s: loaded.events[s] + decided.get(s, []) for s in streams}
+                return _Executed(result, self._recorded(batch, result), history)
+        raise Conflict(f"{command_name} kept conflicting with concurrent commands; try again")
+
+    @staticmethod
+    def _new_event(event: DomainEvent, metadata: dict[str, Any]) -> NewEvent:
+        event_type, schema_version, data = encode(event)
+        return NewEvent(event_type, data, schema_version, metadata, occurred_at=event.occurred_at)
+
+    @staticmethod
+    def _recorded(
+        batch: dict[str, tuple[int, list[NewEvent]]], result: AppendResult
+    ) -> list[RecordedEvent]:
+        recorded: list[RecordedEvent] = []
+        positions = iter(result.positions)
+        for stream, (version, events) in batch.items():
+            start = max(version, 0)
+            for offset, e in enumerate(events, start=1):
+                recorded.append(
+                    RecordedEvent(
+                        next(positions),
+                        e.event_id,
+                        stream,
+                        start + offset,
+                        e.type,
+                        e.schema_version,
+                        e.data,
+                        e.metadata,
+                        e.occurred_at,
+                    )
+                )
+        return sorted(recorded, key=lambda r: r.position)
+
+    async def _with_state(
+        self, executed: _Executed, stream: str, evolve: Callable[[Any, Any], Any], initial: Any
+    ) -> CommandResult[Any]:
+        """The stream's state right after the command (read back for a replayed command)."""
+        result = executed.result
+        if executed.history is not None:
+            history = executed.history[stream]
+        else:
+            stored = await self.store.read_stream(stream)
+            history = [self._decode(e) for e in stored if e.position <= result.last_position]
+        state = _fold(evolve, initial, history)
+        return CommandResult(result.last_position, executed.events, state, result.replayed)
+
+    async def _order_result(self, executed: _Executed) -> CommandResult[order.Order]:
+        stream = next(e.stream_id for e in executed.events if e.stream_id.startswith("order-"))
+        return await self._with_state(executed, stream, order.evolve, order.initial_state)

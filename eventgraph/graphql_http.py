@@ -1,0 +1,111 @@
+"""GraphQL over HTTP: POST (queries and mutations) and GET (queries) on /graphql.
+
+Our own small endpoint rather than strawberry's view, so that the request body is capped
+before it is read, every expected failure is a GraphQL error with the contract's code and
+HTTP 200, and nothing a client sends can produce a 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import strawberry
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
+
+from eventgraph.auth import AuthError, Principal, bearer, verify_token
+from schema.context import Context
+from schema.errors import format_error
+
+MAX_BODY_BYTES = 256 * 1024
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str, code: str = "BAD_REQUEST") -> JSONResponse:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
+
+
+def authenticate(secret: str, header: str | None) -> tuple[Principal | None, str | None]:
+    try:
+        token = bearer(header)
+        return (verify_token(secret, token), None) if token else (None, None)
+    except AuthError as exc:
+        return None, str(exc)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def _params(raw: Any) -> tuple[str, dict[str, Any] | None, str | None] | str:
+    if not isinstance(raw, dict):
+        return "the body must be a JSON object"
+    query, variables, operation = raw.get("query"), raw.get("variables"), raw.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        return "'query' must be a non-empty string"
+    if isinstance(variables, str):
+        try:
+            variables = json.loads(variables) if variables else None
+        except ValueError:
+            return "'variables' is not valid JSON"
+    if variables is not None and not isinstance(variables, dict):
+        return "'variables' must be a JSON object"
+    if operation is not None and not isinstance(operation, str):
+        return "'operationName' must be a string"
+    return query, variables, operation
+
+
+async def graphql_http(request: Request) -> Response:
+    if request.method == "POST":
+        body = await _read_body(request)
+        if body is None:
+            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            raw = json.loads(body)
+        except ValueError:
+            return _error(400, "the body is not valid JSON")
+        allowed = {OperationType.QUERY, OperationType.MUTATION}
+    elif request.method == "GET":
+        raw = dict(request.query_params)
+        allowed = {OperationType.QUERY}
+    else:
+        return _error(405, "use GET or POST")
+    params = _params(raw)
+    if isinstance(params, str):
+        return _error(400, params)
+    query, variables, operation_name = params
+
+    state = request.app.state
+    principal, auth_error = authenticate(state.jwt_secret, request.headers.get("authorization"))
+    context = Context(shop=state.shop, principal=principal, auth_error=auth_error)
+    schema: strawberry.Schema = state.schema
+    try:
+        result = await schema.execute(
+            query,
+            variable_values=variables,
+            context_value=context,
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+        )
+    except InvalidOperationTypeError as exc:
+        return _error(
+            400 if request.method == "GET" else 200, exc.as_http_error_reason(request.method)
+        )
+    except CannotGetOperationTypeError as exc:
+        return _error(200, exc.as_http_error_reason())
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [format_error(e) for e in result.errors]
+    return JSONResponse(payload)

@@ -1,0 +1,61 @@
+"""GraphQL errors with the contract's `extensions.code`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+
+from domain.errors import DomainError
+from eventgraph.auth import AuthError
+from eventstore.events import InvalidEventError
+
+log = logging.getLogger(__name__)
+
+_BAD_VALUE_HINTS = (
+    "got invalid value",
+    "has invalid value",
+    "Expected value of type",
+    "cannot represent",
+    "of required type",
+    "was not provided",
+)
+
+
+def error_code(error: GraphQLError) -> str:
+    """The contract's code for an error: from the exception behind it, or, for errors raised
+    by GraphQL itself before execution, from what kind of error it is."""
+    cause: BaseException | None = error
+    while isinstance(cause, GraphQLError):
+        if cause.extensions and cause.extensions.get("code"):
+            return str(cause.extensions["code"])
+        cause = cause.original_error
+    if cause is None:
+        if isinstance(error, GraphQLSyntaxError):
+            return "GRAPHQL_PARSE_FAILED"
+        if any(hint in error.message for hint in _BAD_VALUE_HINTS):
+            return "BAD_USER_INPUT"
+        return "GRAPHQL_VALIDATION_FAILED"
+    if isinstance(cause, DomainError):
+        return cause.code
+    if isinstance(cause, AuthError):
+        return "UNAUTHENTICATED"
+    if isinstance(cause, InvalidEventError):
+        return "BAD_USER_INPUT"
+    if isinstance(cause, CannotGetOperationTypeError | InvalidOperationTypeError):
+        return "BAD_REQUEST"
+    if isinstance(cause, TimeoutError):
+        return "TIMEOUT"
+    return "INTERNAL_SERVER_ERROR"
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    code = error_code(error)
+    formatted: dict[str, Any] = dict(error.formatted)
+    if code == "INTERNAL_SERVER_ERROR":
+        log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        formatted["message"] = "Internal server error."
+    formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
+    return formatted

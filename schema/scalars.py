@@ -1,0 +1,80 @@
+"""The contract's scalars."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, NewType
+
+import strawberry
+
+from domain.errors import InvalidInput
+
+MAX_POSITION = 2**53
+
+
+def _parse_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidInput('a Decimal is a string such as "19.99"')
+    try:
+        return Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise InvalidInput(f"{str(value)[:40]!r} is not a decimal number") from None
+
+
+def _parse_position(value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput("a Position is a whole number")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value <= MAX_POSITION:
+        raise InvalidInput(f"a Position is a whole number from 0 to {MAX_POSITION}")
+    return value
+
+
+DecimalScalar = strawberry.scalar(
+    Decimal,
+    name="Decimal",
+    description=(
+        'Exact decimal number serialized as a string, e.g. "19.99". Money is never a float.'
+    ),
+    serialize=str,
+    parse_value=_parse_decimal,
+)
+
+if TYPE_CHECKING:
+    Position = int
+else:
+    Position = strawberry.scalar(
+        NewType("Position", int),
+        name="Position",
+        description=(
+            "A position in the global event log: a JSON number, 1-based, increasing,"
+            " exact up to 2^53."
+        ),
+        serialize=int,
+        parse_value=_parse_position,
+    )
+
+
+def _parse_datetime(value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput("a DateTime is ISO-8601 with a time zone") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput("a DateTime needs a time zone")
+    return parsed
+
+
+DateTimeScalar = strawberry.scalar(
+    datetime,
+    name="DateTime",
+    description="ISO-8601 date-time with time zone.",
+    serialize=datetime.isoformat,
+    parse_value=_parse_datetime,
+)
+
+SCALAR_OVERRIDES: dict[object, Any] = {Decimal: DecimalScalar, datetime: DateTimeScalar}

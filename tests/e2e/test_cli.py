@@ -1,0 +1,165 @@
+"""The `eventgraph` command on a fresh machine: the embedded database, tokens, the SDL."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eventgraph.auth import verify_token
+from tests.e2e.conftest import free_port
+
+CONTRACT = Path(__file__).parents[3] / "shared" / "contract" / "schema.graphql"
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "eventgraph.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def clean_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "EVENTGRAPH_"))}
+    env["EVENTGRAPH_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventgraph.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("server did not start")
+
+
+def postgres_running(data_dir: Path) -> bool:
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_serve_on_the_embedded_database_keeps_data_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
+    env = clean_env(tmp_path / "data")
+    process, url = serve(env)
+    try:
+        token = cli("token", "--sub", "sam", "--role", "staff", env=env).stdout.strip()
+        mutation = 'mutation { registerProduct(sku: "KEEP-1", name: "Kept", unitPrice: "1.00") { position } }'
+        response = httpx.post(
+            url + "/graphql",
+            json={"query": mutation},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert response.json()["data"]["registerProduct"]["position"] == 1, response.text
+        assert postgres_running(tmp_path / "data")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    assert not postgres_running(tmp_path / "data"), "Ctrl-C stops the embedded PostgreSQL"
+
+    process, url = serve(env)  # again: the data is still there, the secret is the same
+    try:
+        token = cli("token", "--sub", "sam", "--role", "staff", env=env).stdout.strip()
+        query = "{ events(first: 10) { streamId } }"
+        response = httpx.post(
+            url + "/graphql",
+            json={"query": query},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert response.json()["data"]["events"] == [{"streamId": "product-KEEP-1"}], response.text
+    finally:
+        process.terminate()
+        process.wait(60)
+    assert not postgres_running(tmp_path / "data"), "SIGTERM stops it too"
+
+
+def test_token_uses_the_configured_secret(tmp_path: Path) -> None:
+    env = clean_env(tmp_path) | {"EVENTGRAPH_JWT_SECRET": "s" * 40}
+    result = cli("token", "--sub", "alice", "--role", "customer", env=env)
+    principal = verify_token("s" * 40, result.stdout.strip())
+    assert (principal.sub, principal.role) == ("alice", "customer")
+    assert cli("token", "--sub", "alice", "--role", "admin", env=env).returncode != 0
+
+
+def test_migrate_is_repeatable(tmp_path: Path, database_url: str) -> None:
+    env = clean_env(tmp_path) | {"DATABASE_URL": database_url}
+    first = cli("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert cli("migrate", env=env).stdout.strip() == "up to date"
+
+
+# The read side arrives with the projections, subscriptions after them.
+NOT_YET_BUILT = {
+    "type Query",
+    "type Subscription",
+    "type SalesDashboard",
+    "type ProductSales",
+    "type PageInfo",
+    "type OrderEdge",
+    "type OrderConnection",
+    "type ProductEdge",
+    "type ProductConnection",
+}
+
+
+def _definitions(sdl: str) -> dict[str, set[str]]:
+    """Each type's name mapped to its fields (with arguments), ignoring descriptions."""
+    sdl = re.sub(r'"""(.|\n)*?"""', "", sdl)
+    sdl = re.sub(r'"[^"\n]*"', "", sdl)
+    found: dict[str, set[str]] = {}
+    for kind, name, body in re.findall(r"(type|input|enum)\s+(\w+)[^{]*\{([^}]*)\}", sdl):
+        found[f"{kind} {name}"] = {
+            " ".join(line.split()) for line in body.splitlines() if line.strip()
+        }
+    for name in re.findall(r"scalar\s+(\w+)", sdl):
+        found[f"scalar {name}"] = set()
+    return found
+
+
+@pytest.mark.skipif(not CONTRACT.exists(), reason="the shared contract is not beside the checkout")
+def test_printed_sdl_contains_the_contract(tmp_path: Path) -> None:
+    printed = _definitions(cli("schema", env=clean_env(tmp_path)).stdout)
+    contract = {
+        name: fields
+        for name, fields in _definitions(CONTRACT.read_text()).items()
+        if name not in NOT_YET_BUILT
+    }
+    missing = {
+        name: sorted(fields - printed.get(name, set()))
+        for name, fields in contract.items()
+        if name not in printed or not fields <= printed[name]
+    }
+    assert not missing

@@ -1,0 +1,68 @@
+"""Domain events to the log's JSON and back, and the upcasters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from domain.codec import EVENT_TYPES, DomainEvent, decode, encode
+from domain.order import (
+    OrderCancelled,
+    OrderLine,
+    OrderPlaced,
+    OrderShipped,
+    PaymentProcessed,
+    PaymentRefunded,
+)
+from domain.product import InventoryUpdated, ProductRegistered, StockChange
+from domain.upcasters import upcast_order_placed_v1_v2
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+EVENTS: list[DomainEvent] = [
+    ProductRegistered("A", "Widget", Decimal("19.99"), 3, NOW),
+    InventoryUpdated("A", StockChange.RESERVATION, 2, 3, 2, "o1", NOW),
+    InventoryUpdated("A", StockChange.RESTOCK, 2, 5, 2, None, NOW),
+    OrderPlaced("o1", "c1", (OrderLine("A", 2, Decimal("1.50")),), Decimal("3.00"), NOW),
+    PaymentProcessed("o1", Decimal("3.00"), Decimal("3.00"), NOW),
+    OrderShipped("o1", NOW),
+    OrderCancelled("o1", "why", "c1", NOW),
+    PaymentRefunded("o1", Decimal("3.00"), NOW),
+]
+
+
+def test_every_event_type_is_covered() -> None:
+    assert {type(e).__name__ for e in EVENTS} == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_events_round_trip_through_json(event: DomainEvent) -> None:
+    import json
+
+    event_type, version, data = encode(event)
+    assert event_type.endswith("ed")  # past tense
+    assert version == event.schema_version
+    assert decode(event_type, json.loads(json.dumps(data)), NOW) == event
+
+
+def test_money_is_stored_as_exact_strings() -> None:
+    _, _, data = encode(EVENTS[3])
+    assert data == {
+        "orderId": "o1",
+        "customerId": "c1",
+        "total": "3.00",
+        "lines": [{"sku": "A", "quantity": 2, "unitPrice": "1.50"}],
+    }
+
+
+def test_order_placed_v1_gains_its_total() -> None:
+    v1 = {
+        "orderId": "o1",
+        "customerId": "c1",
+        "lines": [
+            {"sku": "A", "quantity": 3, "unitPrice": "1.10"},
+            {"sku": "B", "quantity": 1, "unitPrice": "0.70"},
+        ],
+    }
+    assert upcast_order_placed_v1_v2(v1) == {**v1, "total": "4.00"}
