@@ -50,6 +50,8 @@ def _snake(name: str) -> str:
 
 
 def _to_json(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
@@ -88,6 +90,8 @@ def _from_json(hint: Any, value: Any) -> Any:
         return tuple(_from_json(item, v) for v in value)
     if hint is Decimal:
         return Decimal(value)
+    if hint is datetime:
+        return datetime.fromisoformat(value)
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint(value)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -108,4 +112,23 @@ def decode(event_type: str, data: dict[str, Any], occurred_at: datetime) -> Doma
     return event
 
 
-__all__ = ["EVENT_TYPES", "DomainEvent", "OrderLine", "decode", "encode"]
+def encode_state(state: object) -> dict[str, Any]:
+    """An aggregate's state (a frozen dataclass) as JSON, for snapshots."""
+    encoded = _to_json(state)
+    assert isinstance(encoded, dict)
+    return encoded
+
+
+def decode_state(cls: type[Any], data: dict[str, Any]) -> Any:
+    return _from_json(cls, data)
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "DomainEvent",
+    "OrderLine",
+    "decode",
+    "decode_state",
+    "encode",
+    "encode_state",
+]

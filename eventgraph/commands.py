@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -12,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import asyncpg
+
 from domain import order, product, values
-from domain.codec import DomainEvent, decode, encode
+from domain.codec import DomainEvent, decode, decode_state, encode, encode_state
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.order import OrderLine
 from domain.values import Actor
@@ -32,6 +35,7 @@ MAX_ATTEMPTS = 40
 on a local lock, so conflicts come only from other processes; this bounds the worst case."""
 
 S = TypeVar("S")
+log = logging.getLogger(__name__)
 
 
 class Conflict(DomainError):
@@ -47,18 +51,54 @@ class CommandResult(Generic[S]):
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class Aggregate:
+    evolve: Callable[[Any, Any], Any]
+    initial: Any
+    state_type: type[Any]
+
+
+AGGREGATES = {
+    "product-": Aggregate(product.evolve, product.initial_state, product.Product),
+    "order-": Aggregate(order.evolve, order.initial_state, order.Order),
+}
+SNAPSHOT_TAG = "shop-state-v1"
+"""Names the encoding of snapshot states: change it when a state's shape changes, and the old
+snapshots are simply not used."""
+SNAPSHOT_EVERY = 25
+"""Events after a snapshot (or the stream's start) that make a command save a new one."""
+
+
+def aggregate_of(stream_id: str) -> Aggregate:
+    return next(a for prefix, a in AGGREGATES.items() if stream_id.startswith(prefix))
+
+
+def _fold(evolve: Callable[[Any, Any], Any], initial: Any, events: Sequence[DomainEvent]) -> Any:
+    state = initial
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
 @dataclass
 class _Loaded:
+    """The streams a command touches: each one's version, and its state as a base (from a
+    snapshot, or the initial state) plus the events after that base."""
+
     versions: dict[str, int] = field(default_factory=dict)
+    bases: dict[str, Any] = field(default_factory=dict)
     events: dict[str, list[DomainEvent]] = field(default_factory=dict)
+
+    def state(self, stream: str) -> Any:
+        return _fold(aggregate_of(stream).evolve, self.bases[stream], self.events[stream])
 
 
 @dataclass(frozen=True)
 class _Executed:
     result: AppendResult
     events: list[RecordedEvent]
-    history: dict[str, list[DomainEvent]] | None = None
-    """Every touched stream's events including the new ones; None for a replayed command."""
+    states: dict[str, Any] | None = None
+    """Every touched stream's state after the command; None for a replayed command."""
 
 
 class StreamLocks:
@@ -89,13 +129,6 @@ class StreamLocks:
                     del self._locks[s]
                 else:
                     self._locks[s] = (lock, users - 1)
-
-
-def _fold(evolve: Callable[[Any, Any], Any], initial: Any, events: Sequence[DomainEvent]) -> Any:
-    state = initial
-    for event in events:
-        state = evolve(state, event)
-    return state
 
 
 class Shop:
@@ -138,11 +171,11 @@ class Shop:
         stream = product.stream_id(sku)
 
         def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
-            state = _fold(product.evolve, product.initial_state, loaded.events[stream])
+            state = loaded.state(stream)
             return {stream: list(product.decide(command, state))}
 
         result = await self._execute(actor, type(command).__name__, [stream], decide)
-        return await self._with_state(result, stream, product.evolve, product.initial_state)
+        return await self._with_state(result, stream)
 
     # Orders --------------------------------------------------------------------------------
 
@@ -159,7 +192,7 @@ class Shop:
             now = self._clock()
             catalogue: dict[str, product.Product] = {}
             for sku, stream in product_streams.items():
-                state = _fold(product.evolve, product.initial_state, loaded.events[stream])
+                state = loaded.state(stream)
                 if state is None:
                     raise NotFound(f"no product with sku {sku!r}")
                 catalogue[sku] = state
@@ -196,7 +229,7 @@ class Shop:
         paid = values.money(amount)
 
         def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
-            state = _fold(order.evolve, order.initial_state, loaded.events[stream])
+            state = loaded.state(stream)
             command = order.PayOrder(order_id, paid, actor, self._clock())
             return {stream: list(order.decide(command, state))}
 
@@ -245,11 +278,11 @@ class Shop:
 
         def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
             now = self._clock()
-            state = _fold(order.evolve, order.initial_state, loaded.events[stream])
+            state = loaded.state(stream)
             decided: dict[str, list[DomainEvent]] = {stream: list(order.decide(make(now), state))}
             for line in placed.lines:
                 ps = product_streams[line.sku]
-                stock = _fold(product.evolve, product.initial_state, loaded.events[ps])
+                stock = loaded.state(ps)
                 decided[ps] = list(
                     product.decide(stock_command(line.sku, order_id, line.quantity, now), stock)
                 )
@@ -299,12 +332,9 @@ class Shop:
         }
         async with self._locks.hold(streams):
             for attempt in range(MAX_ATTEMPTS):
-                loaded = _Loaded()
-                found = await self.store.read_streams([s for s in streams if s not in new_streams])
-                for s in streams:
-                    recorded = found.get(s, [])
-                    loaded.versions[s] = recorded[-1].stream_version if recorded else NO_STREAM
-                    loaded.events[s] = [self._decode(e) for e in recorded]
+                loaded = await self._load([s for s in streams if s not in new_streams])
+                for s in new_streams:
+                    loaded.versions[s], loaded.bases[s], loaded.events[s] = NO_STREAM, None, []
                 decided = decide(loaded)
                 batch = {
                     s: (loaded.versions[s], [self._new_event(e, metadata) for e in events])
@@ -323,9 +353,41 @@ class Shop:
                     return _Executed(prior, await self.store.read_positions(prior.positions))
                 if result.replayed:
                     return _Executed(result, await self.store.read_positions(result.positions))
-                history = {s: loaded.events[s] + decided.get(s, []) for s in streams}
-                return _Executed(result, self._recorded(batch, result), history)
+                for s, events in decided.items():
+                    loaded.events[s] += events
+                states = {s: loaded.state(s) for s in streams}
+                await self._snapshot(loaded, states, result)
+                return _Executed(result, self._recorded(batch, result), states)
         raise Conflict(f"{command_name} kept conflicting with concurrent commands; try again")
+
+    async def _load(self, streams: Sequence[str]) -> _Loaded:
+        loaded = _Loaded()
+        found = await self.store.read_streams(streams, SNAPSHOT_TAG)
+        for s in streams:
+            snapshot, recorded = found[s]
+            aggregate = aggregate_of(s)
+            base_version = 0
+            loaded.bases[s] = aggregate.initial
+            if snapshot is not None:
+                base_version = snapshot.version
+                loaded.bases[s] = decode_state(aggregate.state_type, snapshot.state)
+            loaded.versions[s] = recorded[-1].stream_version if recorded else base_version
+            loaded.events[s] = [self._decode(e) for e in recorded]
+        return loaded
+
+    async def _snapshot(
+        self, loaded: _Loaded, states: dict[str, Any], result: AppendResult
+    ) -> None:
+        """Save the state of streams that have grown long since their last snapshot. Best
+        effort: a snapshot is only ever a shortcut."""
+        for s, events in loaded.events.items():
+            if len(events) >= SNAPSHOT_EVERY and states[s] is not None:
+                try:
+                    await self.store.save_snapshot(
+                        s, result.stream_versions[s], SNAPSHOT_TAG, encode_state(states[s])
+                    )
+                except (asyncpg.PostgresError, OSError) as exc:
+                    log.warning("could not save a snapshot of %s: %s", s, exc)
 
     @staticmethod
     def _new_event(event: DomainEvent, metadata: dict[str, Any]) -> NewEvent:
@@ -356,19 +418,18 @@ class Shop:
                 )
         return sorted(recorded, key=lambda r: r.position)
 
-    async def _with_state(
-        self, executed: _Executed, stream: str, evolve: Callable[[Any, Any], Any], initial: Any
-    ) -> CommandResult[Any]:
+    async def _with_state(self, executed: _Executed, stream: str) -> CommandResult[Any]:
         """The stream's state right after the command (read back for a replayed command)."""
         result = executed.result
-        if executed.history is not None:
-            history = executed.history[stream]
+        if executed.states is not None:
+            state = executed.states[stream]
         else:
             stored = await self.store.read_stream(stream)
             history = [self._decode(e) for e in stored if e.position <= result.last_position]
-        state = _fold(evolve, initial, history)
+            aggregate = aggregate_of(stream)
+            state = _fold(aggregate.evolve, aggregate.initial, history)
         return CommandResult(result.last_position, executed.events, state, result.replayed)
 
     async def _order_result(self, executed: _Executed) -> CommandResult[order.Order]:
         stream = next(e.stream_id for e in executed.events if e.stream_id.startswith("order-"))
-        return await self._with_state(executed, stream, order.evolve, order.initial_state)
+        return await self._with_state(executed, stream)

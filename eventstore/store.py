@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
@@ -16,6 +17,7 @@ from eventstore.events import (
     ConcurrencyError,
     IdempotencyKeyReused,
     InvalidEventError,
+    JSONObject,
     NewEvent,
     RecordedEvent,
 )
@@ -32,10 +34,25 @@ EVENT_TYPE: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,99}")
 IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,200}")
 
 _APPEND = "SELECT * FROM eventgraph.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+_READ_STREAMS = """
+SELECT q.stream_id AS q_stream_id, s.stream_version AS snapshot_version, s.state AS snapshot_state,
+       {columns}
+  FROM unnest($1::text[]) AS q(stream_id)
+  LEFT JOIN eventgraph.snapshots s ON s.stream_id = q.stream_id AND s.state_type = $2
+  LEFT JOIN eventgraph.events e
+         ON e.stream_id = q.stream_id AND e.stream_version > coalesce(s.stream_version, 0)
+ ORDER BY q.stream_id, e.stream_version
+"""
 _COLUMNS = (
     "position, event_id, stream_id, stream_version, type, schema_version, data, metadata,"
     " occurred_at"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    state: JSONObject
 
 
 def _validate_stream_id(stream_id: object) -> str:
@@ -221,19 +238,50 @@ class EventStore:
         )
         return [self.upcasters.upcast(_record(r)) for r in rows]
 
-    async def read_streams(self, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
-        """Several streams in one round trip."""
+    async def read_streams(
+        self, stream_ids: Sequence[str], snapshot_type: str | None = None
+    ) -> dict[str, tuple[Snapshot | None, list[RecordedEvent]]]:
+        """Several streams in one round trip: each one's snapshot of `snapshot_type`, if any,
+        and its events after the snapshot."""
         for stream_id in stream_ids:
             _validate_stream_id(stream_id)
         rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM eventgraph.events WHERE stream_id = any($1::text[])"
-            " ORDER BY stream_id, stream_version",
+            _READ_STREAMS.format(columns=", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))),
             list(stream_ids),
+            snapshot_type,
         )
-        found: dict[str, list[RecordedEvent]] = {s: [] for s in stream_ids}
+        found: dict[str, tuple[Snapshot | None, list[RecordedEvent]]] = {
+            s: (None, []) for s in stream_ids
+        }
         for row in rows:
-            found[row["stream_id"]].append(self.upcasters.upcast(_record(row)))
+            stream_id = row["q_stream_id"]
+            snapshot, events = found[stream_id]
+            if snapshot is None and row["snapshot_version"] is not None:
+                snapshot = Snapshot(row["snapshot_version"], row["snapshot_state"])
+                found[stream_id] = (snapshot, events)
+            if row["position"] is not None:
+                events.append(self.upcasters.upcast(_record(row)))
         return found
+
+    async def save_snapshot(
+        self, stream_id: str, version: int, state_type: str, state: JSONObject
+    ) -> None:
+        """Keep `state` as the stream's state at `version`, unless a newer one is kept."""
+        await self.pool.execute(
+            """
+            INSERT INTO eventgraph.snapshots (stream_id, stream_version, state_type, state)
+            VALUES ($1, $2, $3, $4::text::jsonb)
+            ON CONFLICT (stream_id) DO UPDATE
+               SET stream_version = excluded.stream_version, state_type = excluded.state_type,
+                   state = excluded.state, taken_at = now()
+             WHERE snapshots.stream_version < excluded.stream_version
+                OR snapshots.state_type <> excluded.state_type
+            """,
+            stream_id,
+            version,
+            state_type,
+            _dump(state),
+        )
 
     async def read_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
         rows = await self.pool.fetch(

@@ -361,3 +361,31 @@ async def test_events_query_reads_the_log_for_staff_only(users: Users) -> None:
         await users.staff.error(EVENTS, {"after": -5, "first": 1, "stream": None})
         == "BAD_USER_INPUT"
     )
+
+
+async def test_a_long_product_stream_is_loaded_from_a_snapshot(
+    users: Users, server_database_url: str
+) -> None:
+    import asyncpg
+
+    sku = new_sku()
+    await register(users, sku, "1.00", 60)
+    for _ in range(55):
+        await place(users.alice, [(sku, 1)])
+    conn = await asyncpg.connect(server_database_url)
+    try:
+        snapshot = await conn.fetchrow(
+            "SELECT stream_version, state FROM eventgraph.snapshots WHERE stream_id = $1",
+            f"product-{sku}",
+        )
+    finally:
+        await conn.close()
+    assert snapshot is not None and snapshot["stream_version"] >= 25
+    # Decisions after the snapshot still see every unit: 5 left, 6 is too many.
+    assert (
+        await users.alice.error(PLACE, {"lines": [{"sku": sku, "quantity": 6}]})
+        == "INSUFFICIENT_STOCK"
+    )
+    last = await place(users.alice, [(sku, 5)])
+    data = [e["data"] for e in last["events"] if e["type"] == "InventoryUpdated"][0]
+    assert (data["onHand"], data["reserved"]) == (60, 60)

@@ -66,3 +66,30 @@ def test_order_placed_v1_gains_its_total() -> None:
         ],
     }
     assert upcast_order_placed_v1_v2(v1) == {**v1, "total": "4.00"}
+
+
+def test_aggregate_states_round_trip_for_snapshots() -> None:
+    from domain import order, product
+    from domain.codec import decode_state, encode_state
+
+    states = [
+        (product.Product, product.Product("A", "Widget", Decimal("1.50"), 7, 2)),
+        (
+            order.Order,
+            order.Order(
+                "o1",
+                "c1",
+                order.OrderStatus.PAID,
+                (OrderLine("A", 2, Decimal("1.50")),),
+                Decimal("3.00"),
+                Decimal("3.00"),
+                NOW,
+                NOW,
+                2,
+            ),
+        ),
+    ]
+    import json
+
+    for cls, state in states:
+        assert decode_state(cls, json.loads(json.dumps(encode_state(state)))) == state

@@ -1,0 +1,116 @@
+"""placeOrder mutations/s over HTTP from 16 concurrent clients, beside the raw single-event
+append rate (16 connections, one event per transaction) measured in the same run.
+
+    uv run python -m bench.place_order [--seconds 5] [--products 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+
+import asyncpg
+import httpx
+
+from bench.append import DATA, META, RAW_INSERT, RAW_TABLE
+from bench.common import fresh_database, machine, rate, server
+from bench.server import SECRET, running_server
+from eventgraph.auth import mint_token
+
+PLACE = """mutation($sku: String!) {
+  placeOrder(lines: [{sku: $sku, quantity: 1}]) { orderId position }
+}"""
+REGISTER = """mutation($sku: String!) {
+  registerProduct(sku: $sku, name: "Bench", unitPrice: "9.99", initialStock: 1000000000) { sku }
+}"""
+
+
+async def raw_append_rate(url: str, seconds: float) -> float:
+    import uuid
+    from datetime import UTC, datetime
+
+    pool = await asyncpg.create_pool(url, min_size=16, max_size=16)
+    assert pool is not None
+    await pool.execute("DROP TABLE IF EXISTS raw_events")
+    await pool.execute(RAW_TABLE)
+    versions = [0] * 16
+
+    async def one(w: int) -> int:
+        versions[w] += 1
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                RAW_INSERT,
+                [uuid.uuid4()],
+                [f"w{w}"],
+                [versions[w]],
+                ["InventoryUpdated"],
+                [1],
+                [__import__("json").dumps(DATA)],
+                [__import__("json").dumps(META)],
+                [datetime.now(UTC)],
+            )
+        return 1
+
+    figure = await rate(16, seconds, one)
+    await pool.close()
+    return figure
+
+
+async def place_order_rate(base: str, seconds: float, products: int) -> float:
+    staff = {"Authorization": "Bearer " + mint_token(SECRET, "bench-staff", "staff")}
+    customers = [
+        {"Authorization": "Bearer " + mint_token(SECRET, f"bench-{i}", "customer")}
+        for i in range(16)
+    ]
+    skus = [f"BENCH-{i}" for i in range(products)]
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        for sku in skus:
+            r = await client.post(
+                "/graphql", json={"query": REGISTER, "variables": {"sku": sku}}, headers=staff
+            )
+            assert not r.json().get("errors"), r.text
+        failures = 0
+
+        async def one(w: int) -> int:
+            nonlocal failures
+            r = await client.post(
+                "/graphql",
+                json={"query": PLACE, "variables": {"sku": random.choice(skus)}},
+                headers=customers[w],
+            )
+            if r.status_code != 200 or r.json().get("errors"):
+                failures += 1
+                return 0
+            return 1
+
+        await rate(16, 1.0, one)  # warm-up
+        figure = await rate(16, seconds, one)
+        if failures:
+            print(f"warning: {failures} failed mutations")
+        return figure
+
+
+async def main(seconds: float, products: int) -> None:
+    with server() as server_url:
+        async with fresh_database(server_url) as url:
+            raw = await raw_append_rate(url, seconds)
+            with running_server(url) as base:
+                placed = await place_order_rate(base, seconds, products)
+            raw_after = await raw_append_rate(url, seconds)
+    baseline = (raw + raw_after) / 2
+    print(f"machine: {machine()}; {seconds}s per figure, 16 concurrent clients")
+    print(
+        f"raw single-event appends, 16 connections: {raw:8.0f} /s before, {raw_after:8.0f} /s after"
+    )
+    print(f"placeOrder over HTTP, 16 clients:          {placed:8.0f} /s")
+    print(f"ratio: {placed / baseline:.2f} (target 0.2)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--products", type=int, default=100)
+    args = parser.parse_args()
+    asyncio.run(main(args.seconds, args.products))

@@ -1,0 +1,50 @@
+"""Start `eventgraph serve` on a database for a benchmark, in its own process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import httpx
+
+SECRET = "bench-secret-" + "x" * 32
+
+
+@contextlib.contextmanager
+def running_server(database_url: str, **env: str) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "eventgraph.cli", "serve", "--port", str(port)],
+            env={
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "EVENTGRAPH_JWT_SECRET": SECRET,
+                "EVENTGRAPH_DATA_DIR": tmp,
+                **env,
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(tmp, "log"), "wb"),  # noqa: SIM115
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError("the server did not start")
+            yield url
+        finally:
+            process.terminate()
+            process.wait(30)
