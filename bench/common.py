@@ -73,3 +73,29 @@ async def rate(workers: int, seconds: float, op: Callable[[int], Awaitable[int]]
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, summed per command name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {
+        k: after.get(k, 0.0) - before.get(k, 0.0)
+        for k in after
+        if after.get(k, 0.0) - before.get(k, 0.0) > 0.05
+    }

@@ -11,10 +11,10 @@ import asyncio
 import random
 
 import asyncpg
-import httpx
 
 from bench.append import DATA, META, RAW_INSERT, RAW_TABLE
-from bench.common import fresh_database, machine, rate, server
+from bench.common import cpu_by_command, cpu_delta, fresh_database, machine, rate, server
+from bench.http import Connection
 from bench.server import SECRET, running_server
 from eventgraph.auth import mint_token
 
@@ -64,32 +64,37 @@ async def place_order_rate(base: str, seconds: float, products: int) -> float:
         for i in range(16)
     ]
     skus = [f"BENCH-{i}" for i in range(products)]
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        for sku in skus:
-            r = await client.post(
-                "/graphql", json={"query": REGISTER, "variables": {"sku": sku}}, headers=staff
-            )
-            assert not r.json().get("errors"), r.text
-        failures = 0
+    connections = [await Connection.open(base) for _ in range(16)]
+    for sku in skus:
+        _, body = await connections[0].post_json(
+            "/graphql", {"query": REGISTER, "variables": {"sku": sku}}, staff
+        )
+        assert not body.get("errors"), body
+    failures = 0
 
-        async def one(w: int) -> int:
-            nonlocal failures
-            r = await client.post(
-                "/graphql",
-                json={"query": PLACE, "variables": {"sku": random.choice(skus)}},
-                headers=customers[w],
-            )
-            if r.status_code != 200 or r.json().get("errors"):
-                failures += 1
-                return 0
-            return 1
+    async def one(w: int) -> int:
+        nonlocal failures
+        status, body = await connections[w].post_json(
+            "/graphql", {"query": PLACE, "variables": {"sku": random.choice(skus)}}, customers[w]
+        )
+        if status != 200 or body.get("errors"):
+            failures += 1
+            return 0
+        return 1
 
-        await rate(16, 1.0, one)  # warm-up
-        figure = await rate(16, seconds, one)
-        if failures:
-            print(f"warning: {failures} failed mutations")
-        return figure
+    await rate(16, 1.0, one)  # warm-up
+    before = cpu_by_command()
+    figure = await rate(16, seconds, one)
+    used = cpu_delta(before, cpu_by_command())
+    print(
+        "CPU seconds per 1,000 orders by process:",
+        {k: round(v / (figure * seconds) * 1000, 2) for k, v in used.items()},
+    )
+    for connection in connections:
+        await connection.close()
+    if failures:
+        print(f"warning: {failures} failed mutations")
+    return figure
 
 
 async def main(seconds: float, products: int) -> None:

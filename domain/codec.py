@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 import typing
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -45,10 +45,6 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
 def _to_json(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -73,42 +69,59 @@ def encode(event: DomainEvent) -> tuple[str, int, dict[str, Any]]:
     return type(event).__name__, event.schema_version, data
 
 
+Converter = Callable[..., Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
 @cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _from_json(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _converter(hint: Any) -> Converter:
+    """A function from JSON to the Python value of type `hint`, built once per type."""
     origin = typing.get_origin(hint)
     if origin is typing.Union or origin is types.UnionType:
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _from_json(inner[0], value)
+        inner = _converter(next(a for a in typing.get_args(hint) if a is not type(None)))
+        return lambda v: None if v is None else inner(v)
     if origin is tuple:
-        (item, _) = typing.get_args(hint)
-        return tuple(_from_json(item, v) for v in value)
+        item = _converter(typing.get_args(hint)[0])
+        return lambda v: tuple(item(x) for x in v)
     if hint is Decimal:
-        return Decimal(value)
+        return Decimal
     if hint is datetime:
-        return datetime.fromisoformat(value)
+        return datetime.fromisoformat
     if isinstance(hint, type) and issubclass(hint, Enum):
-        return hint(value)
+        return hint
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        fields = _hints(hint)
-        cls: Any = hint
-        return cls(**{_snake(k): _from_json(fields[_snake(k)], v) for k, v in value.items()})
-    return value
+        return _dataclass_converter(hint)
+    return _identity
+
+
+def _dataclass_converter(cls: Any, skip: frozenset[str] = frozenset()) -> Converter:
+    hints = typing.get_type_hints(cls)
+    fields = [
+        (_camel(f.name), f.name, _converter(hints[f.name]))
+        for f in dataclasses.fields(cls)
+        if f.name not in skip
+    ]
+
+    def convert(data: dict[str, Any], **extra: Any) -> Any:
+        return cls(**{name: conv(data[key]) for key, name, conv in fields if key in data}, **extra)
+
+    return convert
+
+
+_DECODERS = {
+    name: _dataclass_converter(cls, frozenset({"occurred_at"})) for name, cls in EVENT_TYPES.items()
+}
 
 
 def decode(event_type: str, data: dict[str, Any], occurred_at: datetime) -> DomainEvent:
     """The domain event for data already upcast to the current schema version."""
-    cls = EVENT_TYPES.get(event_type)
-    if cls is None:
+    decoder = _DECODERS.get(event_type)
+    if decoder is None:
         raise LookupError(f"unknown event type {event_type!r}")
-    hints = _hints(cls)
-    kwargs = {_snake(k): _from_json(hints[_snake(k)], v) for k, v in data.items()}
-    event: DomainEvent = cls(**kwargs, occurred_at=occurred_at)
+    event: DomainEvent = decoder(data, occurred_at=occurred_at)
     return event
 
 
@@ -119,8 +132,8 @@ def encode_state(state: object) -> dict[str, Any]:
     return encoded
 
 
-def decode_state(cls: type[Any], data: dict[str, Any]) -> Any:
-    return _from_json(cls, data)
+def decode_state(cls: Any, data: dict[str, Any]) -> Any:
+    return _converter(cls)(data)
 
 
 __all__ = [

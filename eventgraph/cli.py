@@ -36,7 +36,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     with database_url(settings.database_url, settings.data_dir) as dsn:
         app = create_app(dsn, settings)
         uvicorn.run(
-            app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=10
+            app,
+            access_log=args.access_log,
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            timeout_graceful_shutdown=10,
         )
     return 0
 
@@ -75,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the API server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(run=_serve)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)

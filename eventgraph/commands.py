@@ -65,7 +65,7 @@ AGGREGATES = {
 SNAPSHOT_TAG = "shop-state-v1"
 """Names the encoding of snapshot states: change it when a state's shape changes, and the old
 snapshots are simply not used."""
-SNAPSHOT_EVERY = 25
+SNAPSHOT_EVERY = 10
 """Events after a snapshot (or the stream's start) that make a command save a new one."""
 
 

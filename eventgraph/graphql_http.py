@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 import strawberry
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +24,11 @@ from schema.errors import format_error
 MAX_BODY_BYTES = 256 * 1024
 
 log = logging.getLogger(__name__)
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def _error(status: int, message: str, code: str = "BAD_REQUEST") -> JSONResponse:
@@ -73,8 +79,8 @@ async def graphql_http(request: Request) -> Response:
         if body is None:
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         try:
-            raw = json.loads(body)
-        except ValueError:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError:
             return _error(400, "the body is not valid JSON")
         allowed = {OperationType.QUERY, OperationType.MUTATION}
     elif request.method == "GET":
@@ -108,4 +114,4 @@ async def graphql_http(request: Request) -> Response:
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [format_error(e) for e in result.errors]
-    return JSONResponse(payload)
+    return ORJSONResponse(payload)

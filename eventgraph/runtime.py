@@ -24,12 +24,18 @@ class Runtime:
     listener: LogListener
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Pool connections carry no session state (no SET, LISTEN or session advisory lock:
+    those live on dedicated connections), so releasing one needs no RESET round trip."""
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=_no_session_state,
         max_inactive_connection_lifetime=60,
     )
     assert pool is not None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
+import orjson
 
 from eventstore.events import (
     ANY,
@@ -36,7 +37,8 @@ IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,200}")
 _APPEND = "SELECT * FROM eventgraph.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 _READ_STREAMS = """
 SELECT q.stream_id AS q_stream_id, s.stream_version AS snapshot_version, s.state AS snapshot_state,
-       {columns}
+       e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
+       '{}'::jsonb AS metadata, e.occurred_at
   FROM unnest($1::text[]) AS q(stream_id)
   LEFT JOIN eventgraph.snapshots s ON s.stream_id = q.stream_id AND s.state_type = $2
   LEFT JOIN eventgraph.events e
@@ -101,7 +103,7 @@ def _record(row: asyncpg.Record) -> RecordedEvent:
 async def init_connection(conn: asyncpg.Connection) -> None:
     """Pool `init`: jsonb as Python values."""
     await conn.set_type_codec(
-        "jsonb", encoder=_dump, decoder=json.loads, schema="pg_catalog", format="text"
+        "jsonb", encoder=_dump, decoder=orjson.loads, schema="pg_catalog", format="text"
     )
 
 
@@ -149,7 +151,7 @@ class EventStore:
             for event in events:
                 _validate(event)
                 data_json, metadata_json = _dump(event.data), _dump(event.metadata)
-                if len(data_json) + len(metadata_json) > MAX_EVENT_BYTES:
+                if len(data_json.encode()) + len(metadata_json.encode()) > MAX_EVENT_BYTES:
                     raise InvalidEventError(f"an event is larger than {MAX_EVENT_BYTES} bytes")
                 event_ids.append(event.event_id)
                 event_streams.append(stream_id)
@@ -241,12 +243,13 @@ class EventStore:
     async def read_streams(
         self, stream_ids: Sequence[str], snapshot_type: str | None = None
     ) -> dict[str, tuple[Snapshot | None, list[RecordedEvent]]]:
-        """Several streams in one round trip: each one's snapshot of `snapshot_type`, if any,
-        and its events after the snapshot."""
+        """Several streams in one round trip, to decide a command: each one's snapshot of
+        `snapshot_type`, if any, and its events after the snapshot (without their metadata,
+        which deciding never needs)."""
         for stream_id in stream_ids:
             _validate_stream_id(stream_id)
         rows = await self.pool.fetch(
-            _READ_STREAMS.format(columns=", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))),
+            _READ_STREAMS,
             list(stream_ids),
             snapshot_type,
         )

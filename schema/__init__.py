@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -19,6 +20,13 @@ MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2_000
 
+# The depth and alias limiters make a new rule class per instance, and ValidationCache keys on
+# the rule classes: built once here, their rules let every request hit the validation cache.
+LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
+
 
 def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
@@ -28,8 +36,7 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
             lambda: ParserCache(maxsize=256),
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: AddValidationRules(LIMIT_RULES),
             lambda: ValidationCache(maxsize=256),
         ],
     )

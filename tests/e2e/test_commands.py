@@ -387,5 +387,5 @@ async def test_a_long_product_stream_is_loaded_from_a_snapshot(
         == "INSUFFICIENT_STOCK"
     )
     last = await place(users.alice, [(sku, 5)])
-    data = [e["data"] for e in last["events"] if e["type"] == "InventoryUpdated"][0]
+    data = next(e["data"] for e in last["events"] if e["type"] == "InventoryUpdated")
     assert (data["onHand"], data["reserved"]) == (60, 60)
