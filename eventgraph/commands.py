@@ -8,7 +8,8 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -88,6 +89,8 @@ class _Loaded:
     versions: dict[str, int] = field(default_factory=dict)
     bases: dict[str, Any] = field(default_factory=dict)
     events: dict[str, list[DomainEvent]] = field(default_factory=dict)
+    since_snapshot: dict[str, int] = field(default_factory=dict)
+    from_cache: bool = False
 
     def state(self, stream: str) -> Any:
         return _fold(aggregate_of(stream).evolve, self.bases[stream], self.events[stream])
@@ -99,6 +102,43 @@ class _Executed:
     events: list[RecordedEvent]
     states: dict[str, Any] | None = None
     """Every touched stream's state after the command; None for a replayed command."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    version: int
+    state: Any
+    since_snapshot: int
+
+
+class StateCache:
+    """The latest state this process knows of each recently used stream, so that a command on
+    a hot stream (a product every order reserves from) needs no read before its append.
+
+    Never trusted blindly: the append still carries the expected version, so a stream changed
+    by another process fails with a conflict, and the command reloads and decides again; a
+    decision that fails on cached state is also retried on fresh state before it is answered.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, stream: str) -> _Cached | None:
+        entry = self._entries.get(stream)
+        if entry is not None:
+            self._entries.move_to_end(stream)
+        return entry
+
+    def put(self, stream: str, entry: _Cached) -> None:
+        self._entries[stream] = entry
+        self._entries.move_to_end(stream)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def drop(self, streams: Sequence[str]) -> None:
+        for stream in streams:
+            self._entries.pop(stream, None)
 
 
 class StreamLocks:
@@ -138,6 +178,7 @@ class Shop:
         self.store = store
         self._clock = clock or (lambda: datetime.now(UTC))
         self._locks = StreamLocks()
+        self._cache = StateCache()
 
     # Products ------------------------------------------------------------------------------
 
@@ -330,12 +371,18 @@ class Shop:
             "command": command_name,
             "actor": {"id": actor.id, "role": actor.role},
         }
+        existing = [s for s in streams if s not in new_streams]
         async with self._locks.hold(streams):
             for attempt in range(MAX_ATTEMPTS):
-                loaded = await self._load([s for s in streams if s not in new_streams])
-                for s in new_streams:
-                    loaded.versions[s], loaded.bases[s], loaded.events[s] = NO_STREAM, None, []
-                decided = decide(loaded)
+                loaded = await self._load(existing, new_streams, use_cache=attempt == 0)
+                try:
+                    decided = decide(loaded)
+                except DomainError:
+                    if not loaded.from_cache:
+                        raise
+                    self._cache.drop(existing)
+                    loaded = await self._load(existing, new_streams, use_cache=False)
+                    decided = decide(loaded)
                 batch = {
                     s: (loaded.versions[s], [self._new_event(e, metadata) for e in events])
                     for s, events in decided.items()
@@ -344,7 +391,9 @@ class Shop:
                 try:
                     result = await self.store.append(batch, idempotency_key=idempotency_key)
                 except ConcurrencyError:
-                    await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
+                    self._cache.drop(existing)
+                    if not loaded.from_cache:
+                        await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
                     continue
                 except IdempotencyKeyReused:
                     assert idempotency_key is not None
@@ -355,15 +404,41 @@ class Shop:
                     return _Executed(result, await self.store.read_positions(result.positions))
                 for s, events in decided.items():
                     loaded.events[s] += events
+                    loaded.since_snapshot[s] += len(events)
                 states = {s: loaded.state(s) for s in streams}
                 await self._snapshot(loaded, states, result)
+                for s in streams:
+                    version = result.stream_versions.get(s, loaded.versions[s])
+                    self._cache.put(s, _Cached(version, states[s], loaded.since_snapshot[s]))
                 return _Executed(result, self._recorded(batch, result), states)
         raise Conflict(f"{command_name} kept conflicting with concurrent commands; try again")
 
-    async def _load(self, streams: Sequence[str]) -> _Loaded:
+    async def _load(
+        self, streams: Sequence[str], new_streams: Collection[str], *, use_cache: bool
+    ) -> _Loaded:
         loaded = _Loaded()
-        found = await self.store.read_streams(streams, SNAPSHOT_TAG)
-        for s in streams:
+        for s in new_streams:
+            loaded.versions[s], loaded.bases[s], loaded.events[s] = NO_STREAM, None, []
+            loaded.since_snapshot[s] = 0
+        missing = list(streams)
+        if use_cache:
+            missing = []
+            for s in streams:
+                cached = self._cache.get(s)
+                if cached is None:
+                    missing.append(s)
+                    continue
+                loaded.versions[s], loaded.bases[s], loaded.events[s] = (
+                    cached.version,
+                    cached.state,
+                    [],
+                )
+                loaded.since_snapshot[s] = cached.since_snapshot
+                loaded.from_cache = True
+        if not missing:
+            return loaded
+        found = await self.store.read_streams(missing, SNAPSHOT_TAG)
+        for s in missing:
             snapshot, recorded = found[s]
             aggregate = aggregate_of(s)
             base_version = 0
@@ -373,6 +448,7 @@ class Shop:
                 loaded.bases[s] = decode_state(aggregate.state_type, snapshot.state)
             loaded.versions[s] = recorded[-1].stream_version if recorded else base_version
             loaded.events[s] = [self._decode(e) for e in recorded]
+            loaded.since_snapshot[s] = len(recorded)
         return loaded
 
     async def _snapshot(
@@ -380,12 +456,13 @@ class Shop:
     ) -> None:
         """Save the state of streams that have grown long since their last snapshot. Best
         effort: a snapshot is only ever a shortcut."""
-        for s, events in loaded.events.items():
-            if len(events) >= SNAPSHOT_EVERY and states[s] is not None:
+        for s, count in loaded.since_snapshot.items():
+            if count >= SNAPSHOT_EVERY and states[s] is not None:
                 try:
                     await self.store.save_snapshot(
                         s, result.stream_versions[s], SNAPSHOT_TAG, encode_state(states[s])
                     )
+                    loaded.since_snapshot[s] = 0
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("could not save a snapshot of %s: %s", s, exc)
 
