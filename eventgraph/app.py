@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from domain.upcasters import UPCASTERS
+from eventgraph.auth import TokenVerifier
 from eventgraph.commands import Shop
 from eventgraph.config import Settings
 from eventgraph.graphql_http import graphql_http
@@ -42,7 +43,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Starlette:
         async with open_runtime(dsn, shop_upcasters()) as runtime:
             app.state.runtime = runtime
             app.state.settings = settings
-            app.state.jwt_secret = jwt_secret
+            app.state.tokens = TokenVerifier(jwt_secret)
             app.state.shop = Shop(runtime.store)
             app.state.schema = build_schema()
             yield

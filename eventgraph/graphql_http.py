@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from eventgraph.auth import AuthError, Principal, bearer, verify_token
+from eventgraph.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
 
@@ -35,10 +35,12 @@ def _error(status: int, message: str, code: str = "BAD_REQUEST") -> JSONResponse
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
 
 
-def authenticate(secret: str, header: str | None) -> tuple[Principal | None, str | None]:
+def authenticate(
+    verifier: TokenVerifier, header: str | None
+) -> tuple[Principal | None, str | None]:
     try:
         token = bearer(header)
-        return (verify_token(secret, token), None) if token else (None, None)
+        return (verifier.verify(token), None) if token else (None, None)
     except AuthError as exc:
         return None, str(exc)
 
@@ -94,7 +96,7 @@ async def graphql_http(request: Request) -> Response:
     query, variables, operation_name = params
 
     state = request.app.state
-    principal, auth_error = authenticate(state.jwt_secret, request.headers.get("authorization"))
+    principal, auth_error = authenticate(state.tokens, request.headers.get("authorization"))
     context = Context(shop=state.shop, principal=principal, auth_error=auth_error)
     schema: strawberry.Schema = state.schema
     try:
