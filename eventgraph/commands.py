@@ -21,6 +21,7 @@ from domain.codec import DomainEvent, decode, decode_state, encode, encode_state
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.order import OrderLine
 from domain.values import Actor
+from eventstore import ids
 from eventstore.events import (
     NO_STREAM,
     AppendResult,
@@ -225,7 +226,7 @@ class Shop:
     ) -> CommandResult[order.Order]:
         requested = order.validate_lines(tuple(lines))
         key = self._scoped_key("placeOrder", actor, idempotency_key)
-        order_id = str(uuid.uuid4())
+        order_id = str(ids.uuid4())
         order_stream = order.stream_id(order_id)
         product_streams = {sku: product.stream_id(sku) for sku, _ in requested}
 
@@ -366,8 +367,8 @@ class Shop:
             if prior is not None:
                 return _Executed(prior, await self.store.read_positions(prior.positions))
         metadata = {
-            "correlationId": str(uuid.uuid4()),
-            "causationId": str(uuid.uuid4()),
+            "correlationId": str(ids.uuid4()),
+            "causationId": str(ids.uuid4()),
             "command": command_name,
             "actor": {"id": actor.id, "role": actor.role},
         }

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from eventstore import ids
+
 JSONObject = dict[str, Any]
 
 ANY: Final = -1
@@ -23,7 +25,7 @@ class NewEvent:
     data: JSONObject
     schema_version: int = 1
     metadata: JSONObject = field(default_factory=dict)
-    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = field(default_factory=ids.uuid4)
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

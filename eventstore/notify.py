@@ -46,7 +46,7 @@ class CoalescingNotifier:
     roughly halves concurrent append throughput; one small notification per few milliseconds,
     outside any append transaction, costs nothing measurable."""
 
-    def __init__(self, pool: asyncpg.Pool, local: Signal, interval: float = 0.003) -> None:
+    def __init__(self, pool: asyncpg.Pool, local: Signal, interval: float = 0.005) -> None:
         self._pool = pool
         self._local = local
         self._interval = interval
