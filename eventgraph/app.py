@@ -1,4 +1,4 @@
-"""The ASGI application."""
+"""The ASGI application: /graphql, /healthz, /readyz."""
 
 from __future__ import annotations
 
@@ -10,21 +10,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from domain.upcasters import UPCASTERS
 from eventgraph.auth import TokenVerifier
 from eventgraph.commands import Shop
 from eventgraph.config import Settings
 from eventgraph.graphql_http import graphql_http
+from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
-from eventstore.upcasting import UpcasterRegistry
+from projections.read import ReadModels
 from schema import build_schema
-
-
-def shop_upcasters() -> UpcasterRegistry:
-    registry = UpcasterRegistry()
-    for event_type, from_version, upcaster in UPCASTERS:
-        registry.register(event_type, from_version, upcaster)
-    return registry
+from schema.context import Services
+from schema.cursors import Cursors
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -34,23 +29,39 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(dsn: str, settings: Settings | None = None) -> Starlette:
+async def readyz(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    settings: Settings = request.app.state.settings
+    report = await readiness(runtime, settings.max_lag_events)
+    return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+
+def create_app(
+    dsn: str, settings: Settings | None = None, *, run_projectors: bool = True
+) -> Starlette:
     settings = settings or Settings.from_env()
     jwt_secret, _ = settings.resolve_jwt_secret()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(dsn, shop_upcasters()) as runtime:
+        async with open_runtime(dsn, run_projectors=run_projectors) as runtime:
             app.state.runtime = runtime
             app.state.settings = settings
             app.state.tokens = TokenVerifier(jwt_secret)
-            app.state.shop = Shop(runtime.store)
+            app.state.services = Services(
+                shop=Shop(runtime.store),
+                reads=ReadModels(runtime.pool),
+                watch=runtime.watch,
+                cursors=Cursors(jwt_secret),
+                read_wait_seconds=settings.read_wait_seconds,
+            )
             app.state.schema = build_schema()
             yield
 
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
             Route("/graphql", graphql_http, methods=["GET", "POST"]),
         ],
         lifespan=lifespan,

@@ -97,7 +97,7 @@ async def graphql_http(request: Request) -> Response:
 
     state = request.app.state
     principal, auth_error = authenticate(state.tokens, request.headers.get("authorization"))
-    context = Context(shop=state.shop, principal=principal, auth_error=auth_error)
+    context = Context(services=state.services, principal=principal, auth_error=auth_error)
     schema: strawberry.Schema = state.schema
     try:
         result = await schema.execute(

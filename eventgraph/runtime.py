@@ -1,5 +1,5 @@
-"""The composition root: opens the pool, migrates, wires the event log and its wake-ups, and
-closes them in reverse."""
+"""The composition root: opens the pool, migrates, wires the event log, its wake-ups, the
+projectors and their watch, and closes them in reverse."""
 
 from __future__ import annotations
 
@@ -9,10 +9,17 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from domain.upcasters import UPCASTERS
 from eventstore.migrate import migrate
-from eventstore.notify import CoalescingNotifier, LogListener, Signal
+from eventstore.notify import CHANNEL as LOG_CHANNEL
+from eventstore.notify import CoalescingNotifier, Listener, Signal
 from eventstore.store import EventStore, init_connection
 from eventstore.upcasting import UpcasterRegistry
+from projections import all_projections
+from projections.generations import ensure_projection
+from projections.runner import ProjectionRunner
+from projections.watch import CHANNEL as PROJECTION_CHANNEL
+from projections.watch import ProjectionWatch
 
 
 @dataclass
@@ -21,7 +28,16 @@ class Runtime:
     pool: asyncpg.Pool
     store: EventStore
     log_signal: Signal
-    listener: LogListener
+    listener: Listener
+    watch: ProjectionWatch
+    runners: list[ProjectionRunner]
+
+
+def shop_upcasters() -> UpcasterRegistry:
+    registry = UpcasterRegistry()
+    for event_type, from_version, upcaster in UPCASTERS:
+        registry.register(event_type, from_version, upcaster)
+    return registry
 
 
 async def _no_session_state(conn: asyncpg.Connection) -> None:
@@ -44,28 +60,45 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncp
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    dsn: str, upcasters: UpcasterRegistry | None = None, max_pool: int = 20
+    dsn: str, *, run_projectors: bool = True, max_pool: int = 20
 ) -> AsyncIterator[Runtime]:
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
+        for projection in all_projections():
+            await ensure_projection(conn, projection)
     finally:
         await conn.close()
     pool = await create_pool(dsn, max_size=max_pool)
     signal = Signal()
     notifier = CoalescingNotifier(pool, signal)
-    listener = LogListener(dsn, signal)
+    store = EventStore(pool, shop_upcasters(), notifier)
+    watch = ProjectionWatch(pool)
+
+    def on_projection(payload: str | None) -> None:
+        if payload:
+            watch.on_notification(payload)
+
+    listener = Listener(
+        dsn, {LOG_CHANNEL: lambda _: signal.fire(), PROJECTION_CHANNEL: on_projection}
+    )
+    runners = (
+        [ProjectionRunner(p, dsn, store, signal, watch.advance) for p in all_projections()]
+        if run_projectors
+        else []
+    )
     notifier.start()
     listener.start()
+    await watch.refresh()
+    watch.start()
+    for runner in runners:
+        runner.start()
     try:
-        yield Runtime(
-            dsn=dsn,
-            pool=pool,
-            store=EventStore(pool, upcasters, notifier),
-            log_signal=signal,
-            listener=listener,
-        )
+        yield Runtime(dsn, pool, store, signal, listener, watch, runners)
     finally:
+        for runner in reversed(runners):
+            await runner.stop()
+        await watch.stop()
         await listener.stop()
         await notifier.stop()
         await pool.close()

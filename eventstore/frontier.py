@@ -8,11 +8,15 @@ would fix that at about a quarter of the throughput, so instead readers never pa
 the positions until the hole is proven permanent:
 
 * `append_events` assigns its transaction id before it draws any position. So when a hole is
-  first seen in a snapshot, whoever holds it already has a transaction id below that
-  snapshot's xmax.
-* Once a later snapshot's xmin reaches that xmax, every such transaction has ended. If the
-  position is still missing, its transaction rolled back (or the sequence skipped it): the
-  hole is permanent and readers may move past it.
+  seen, whoever holds it already has a transaction id, and, if it is still running, that id
+  shows in `pg_stat_activity.backend_xid`. The hole's bound is one past the highest such id
+  (and at least the snapshot's xmax, for those that ended). A snapshot's xmax alone is not a
+  bound: it is one past the latest *completed* transaction, and a younger transaction may
+  still be running with a higher id.
+* Once a later snapshot's xmin reaches that bound, every transaction below it has ended (xmin
+  never exceeds xmax, so this also means every one of them completed). If the position is
+  still missing, its transaction rolled back (or the sequence skipped it): the hole is
+  permanent and readers may move past it.
 
 Holes are rare (a rolled-back append, a crash) and usually proven within milliseconds, so
 readers pay nothing in the common case. Unlike reading only below `pg_snapshot_xmin`, an
@@ -28,9 +32,14 @@ import asyncpg
 
 SCAN_WINDOW: Final = 10_000
 
+_BOUND = """
+SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,
+       array(SELECT backend_xid::text::bigint FROM pg_stat_activity
+              WHERE backend_xid IS NOT NULL) AS running
+"""
+
 _SCAN = """
 SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
-       pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,
        array(SELECT position FROM eventgraph.events
               WHERE position > $1 ORDER BY position LIMIT $2) AS positions
 """
@@ -61,27 +70,48 @@ class LogFrontier:
                 row = await self._pool.fetchrow(_SCAN, self._safe, SCAN_WINDOW)
                 assert row is not None
                 positions: list[int] = row["positions"]
-                self._advance(row["xmin"], row["xmax"], positions)
+                new_holes = self._advance(row["xmin"], positions)
+                if new_holes:
+                    bound = await self._bound()
+                    for hole in new_holes:
+                        self._holes[hole] = bound
                 if len(positions) < SCAN_WINDOW or self._holes:
                     return self._safe
 
-    def _advance(self, xmin: int, xmax: int, positions: list[int]) -> None:
+    async def _bound(self) -> int:
+        """One past the highest transaction id that may be running now."""
+        row = await self._pool.fetchrow(_BOUND)
+        assert row is not None
+        xmax: int = row["xmax"]
+        bound = xmax
+        epoch = xmax >> 32
+        for xid32 in row["running"]:
+            full = (epoch << 32) | xid32  # backend_xid is 32 bits: put it in xmax's epoch
+            if full > xmax + 2**31:
+                full -= 2**32
+            elif full < xmax - 2**31:
+                full += 2**32
+            bound = max(bound, full + 1)
+        return bound
+
+    def _advance(self, xmin: int, positions: list[int]) -> list[int]:
+        """Move past what is safe; return the holes seen for the first time (their bound is
+        taken after this scan, which only makes it later, so still a bound)."""
         expected = self._safe + 1
         for position in positions:
             while expected < position:
-                seen_below = self._holes.get(expected)
-                if seen_below is None:
-                    for hole in range(expected, position):
-                        self._holes[hole] = xmax
+                bound = self._holes.get(expected)
+                if bound is None:
                     self._settle(expected - 1)
-                    return
-                if xmin < seen_below:
+                    return list(range(expected, position))
+                if xmin < bound:
                     self._settle(expected - 1)
-                    return
+                    return []
                 del self._holes[expected]
                 expected += 1
             expected = position + 1
         self._settle(expected - 1)
+        return []
 
     def _settle(self, safe: int) -> None:
         self._safe = safe

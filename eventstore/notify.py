@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Final
 
 import asyncpg
@@ -80,14 +81,19 @@ class CoalescingNotifier:
             await asyncio.sleep(self._interval)
 
 
-class LogListener:
-    """Holds one connection that LISTENs for the log's wake-ups and fires `signal` on each.
-    Reconnects by itself; fires once after every (re)connect, since anything may have been
-    missed while it was away."""
+class Listener:
+    """Holds one connection that LISTENs on some channels and calls each channel's handler
+    with every notification's payload. Reconnects by itself, and calls every handler with
+    None after each (re)connect, since anything may have been missed while it was away."""
 
-    def __init__(self, dsn: str, signal: Signal, check_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        handlers: dict[str, Callable[[str | None], None]],
+        check_interval: float = 1.0,
+    ) -> None:
         self._dsn = dsn
-        self._signal = signal
+        self._handlers = handlers
         self._check_interval = check_interval
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -103,8 +109,8 @@ class LogListener:
                 await self._task
             self._task = None
 
-    def _on_notify(self, *_: object) -> None:
-        self._signal.fire()
+    def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        self._handlers[channel](str(payload))
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -114,18 +120,25 @@ class LogListener:
                 conn = await asyncpg.connect(
                     self._dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME}
                 )
-                await conn.add_listener(CHANNEL, self._on_notify)
+                for channel in self._handlers:
+                    await conn.add_listener(channel, self._dispatch)
                 self.connected.set()
-                self._signal.fire()
+                for handler in self._handlers.values():
+                    handler(None)
                 backoff = 0.05
                 while not conn.is_closed():
                     await asyncio.sleep(self._check_interval)
                     await conn.execute("SELECT 1")
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                log.warning("log listener lost its connection, reconnecting: %s", exc)
+                log.warning("listener lost its connection, reconnecting: %s", exc)
             finally:
                 self.connected.clear()
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+
+def log_listener(dsn: str, signal: Signal, check_interval: float = 1.0) -> Listener:
+    """A listener that fires `signal` on every wake-up of the log."""
+    return Listener(dsn, {CHANNEL: lambda _: signal.fire()}, check_interval)

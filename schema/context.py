@@ -5,22 +5,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import strawberry
 from strawberry.types import Info as StrawberryInfo
 
+from domain.errors import InvalidInput
 from domain.values import Actor
 from eventgraph.auth import AuthError, Principal
 from eventgraph.commands import Shop
+from projections.read import ReadModels
+from projections.watch import ProjectionWatch
+from schema.cursors import Cursors
+from schema.scalars import MAX_POSITION
 
 
 class Unauthenticated(AuthError):
     code = "UNAUTHENTICATED"
 
 
+@dataclass(frozen=True)
+class Services:
+    """Shared by every request of one process."""
+
+    shop: Shop
+    reads: ReadModels
+    watch: ProjectionWatch
+    cursors: Cursors
+    read_wait_seconds: float
+
+
 @dataclass
 class Context:
-    shop: Shop
+    services: Services
     principal: Principal | None
     auth_error: str | None = None
+
+    @property
+    def shop(self) -> Shop:
+        return self.services.shop
+
+    @property
+    def reads(self) -> ReadModels:
+        return self.services.reads
+
+    @property
+    def cursors(self) -> Cursors:
+        return self.services.cursors
 
     @property
     def actor(self) -> Actor:
@@ -28,6 +57,17 @@ class Context:
         if self.principal is None:
             raise Unauthenticated(self.auth_error or "sign in: Authorization: Bearer <token>")
         return Actor(self.principal.sub, self.principal.role)
+
+    def require_user(self) -> Actor:
+        return self.actor
+
+    async def at_least(self, projection: str, position: int | None) -> None:
+        """Wait, boundedly, until `projection` has applied the log up to `position`."""
+        if position is None or position is strawberry.UNSET:
+            return
+        if not 0 <= position <= MAX_POSITION:
+            raise InvalidInput("atLeast must be a log position")
+        await self.services.watch.wait(projection, position, self.services.read_wait_seconds)
 
 
 Info = StrawberryInfo[Context, Any]

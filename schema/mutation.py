@@ -1,7 +1,9 @@
-"""The contract's mutations: thin resolvers that call the command handler."""
+"""The contract's mutations: thin resolvers that call the command handler. Each payload's
+view is read from the read model once it has applied the command's position."""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import strawberry
@@ -10,72 +12,73 @@ from domain import order as order_domain
 from domain import product as product_domain
 from eventgraph.commands import CommandResult
 from schema.context import Info
-from schema.types import (
-    DomainEvent,
-    Order,
-    OrderLine,
-    OrderLineInput,
-    OrderPayload,
-    OrderStatus,
-    Product,
-    ProductPayload,
-)
+from schema.scalars import Position
+from schema.types import DomainEvent, Order, OrderLineInput, Product
+
+log = logging.getLogger(__name__)
 
 
-def product_view(
-    state: product_domain.Product, position: int, result: CommandResult[object]
-) -> Product:
-    return Product(
-        sku=state.sku,
-        name=state.name,
-        unit_price=state.unit_price,
-        on_hand=state.on_hand,
-        reserved=state.reserved,
-        available=state.available,
-        position=position,
-        updated_at=result.events[-1].occurred_at,
+async def _read_after(info: Info, projection: str, position: int) -> bool:
+    """Wait for the read model to reach `position`; False if it could not in time, in which
+    case the payload falls back to the command's own result, which is the same view."""
+    try:
+        await info.context.at_least(projection, position)
+        return True
+    except TimeoutError as exc:
+        log.warning("mutation payload from the command's result: %s", exc)
+        return False
+
+
+@strawberry.type
+class ProductPayload:
+    sku: str
+    position: Position = strawberry.field(
+        description="Global position of the last event this command appended."
     )
+    events: list[DomainEvent]
+    result: strawberry.Private[CommandResult[product_domain.Product]]
+
+    @strawberry.field(description="The product view as of position (read your own write).")
+    async def product(self, info: Info) -> Product:
+        if await _read_after(info, "products", self.position):
+            row = await info.context.reads.product(self.sku)
+            if row is not None:
+                return Product.from_row(row)
+        return Product.from_state(self.result.state, self.position, self.events[-1].occurred_at)
+
+    @classmethod
+    def of(cls, result: CommandResult[product_domain.Product]) -> ProductPayload:
+        return cls(
+            sku=result.state.sku,
+            position=result.position,
+            events=[DomainEvent.from_recorded(e) for e in result.events],
+            result=result,
+        )
 
 
-def order_view(state: order_domain.Order, position: int) -> Order:
-    return Order(
-        id=strawberry.ID(state.order_id),
-        customer_id=state.customer_id,
-        status=OrderStatus(state.status.value),
-        lines=[
-            OrderLine(
-                sku=line.sku,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                line_total=line.line_total,
-            )
-            for line in state.lines
-        ],
-        total=state.total,
-        amount_paid=state.amount_paid,
-        placed_at=state.placed_at,
-        updated_at=state.updated_at,
-        version=state.version,
-        position=position,
-    )
+@strawberry.type
+class OrderPayload:
+    order_id: strawberry.ID
+    position: Position
+    events: list[DomainEvent]
+    result: strawberry.Private[CommandResult[order_domain.Order]]
 
+    @strawberry.field(description="The order view as of position (read your own write).")
+    async def order(self, info: Info) -> Order:
+        if await _read_after(info, "orders", self.position):
+            row = await info.context.reads.order(str(self.order_id))
+            if row is not None:
+                return Order.from_row(row)
+        return Order.from_state(self.result.state, self.position)
 
-def _product_payload(result: CommandResult[product_domain.Product]) -> ProductPayload:
-    return ProductPayload(
-        sku=result.state.sku,
-        position=result.position,
-        events=[DomainEvent.from_recorded(e) for e in result.events],
-        product=product_view(result.state, result.position, result),  # type: ignore[arg-type]
-    )
-
-
-def _order_payload(result: CommandResult[order_domain.Order]) -> OrderPayload:
-    return OrderPayload(
-        order_id=strawberry.ID(result.state.order_id),
-        position=result.position,
-        events=[DomainEvent.from_recorded(e) for e in result.events],
-        order=order_view(result.state, result.position),
-    )
+    @classmethod
+    def of(cls, result: CommandResult[order_domain.Order]) -> OrderPayload:
+        return cls(
+            order_id=strawberry.ID(result.state.order_id),
+            position=result.position,
+            events=[DomainEvent.from_recorded(e) for e in result.events],
+            result=result,
+        )
 
 
 @strawberry.type
@@ -84,16 +87,15 @@ class Mutation:
     async def register_product(
         self, info: Info, sku: str, name: str, unit_price: Decimal, initial_stock: int = 0
     ) -> ProductPayload:
-        shop = info.context.shop
-        result = await shop.register_product(
+        result = await info.context.shop.register_product(
             info.context.actor, sku, name, unit_price, initial_stock
         )
-        return _product_payload(result)
+        return ProductPayload.of(result)
 
     @strawberry.mutation(description="Staff only. quantity > 0.")
     async def restock_product(self, info: Info, sku: str, quantity: int) -> ProductPayload:
         result = await info.context.shop.restock_product(info.context.actor, sku, quantity)
-        return _product_payload(result)
+        return ProductPayload.of(result)
 
     @strawberry.mutation(
         description=(
@@ -114,7 +116,7 @@ class Mutation:
             [(line.sku, line.quantity) for line in lines],
             idempotency_key or None,
         )
-        return _order_payload(result)
+        return OrderPayload.of(result)
 
     @strawberry.mutation(
         description=(
@@ -131,11 +133,13 @@ class Mutation:
         result = await info.context.shop.pay_order(
             info.context.actor, str(order_id), amount, idempotency_key or None
         )
-        return _order_payload(result)
+        return OrderPayload.of(result)
 
     @strawberry.mutation(description="Staff only. PAID -> SHIPPED; reserved stock leaves onHand.")
     async def ship_order(self, info: Info, order_id: strawberry.ID) -> OrderPayload:
-        return _order_payload(await info.context.shop.ship_order(info.context.actor, str(order_id)))
+        return OrderPayload.of(
+            await info.context.shop.ship_order(info.context.actor, str(order_id))
+        )
 
     @strawberry.mutation(
         description=(
@@ -145,4 +149,4 @@ class Mutation:
     )
     async def cancel_order(self, info: Info, order_id: strawberry.ID, reason: str) -> OrderPayload:
         result = await info.context.shop.cancel_order(info.context.actor, str(order_id), reason)
-        return _order_payload(result)
+        return OrderPayload.of(result)

@@ -1,16 +1,29 @@
-"""The contract's queries."""
+"""The contract's queries, over the read models (and, for `events`, the log itself)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import TypeVar
 
 import strawberry
 
-from domain.errors import InvalidInput
-from domain.values import Actor
+from domain import values
+from domain.errors import Forbidden, InvalidInput
 from schema.context import Info
 from schema.scalars import Position
-from schema.types import DomainEvent
+from schema.types import (
+    DomainEvent,
+    Order,
+    OrderConnection,
+    OrderEdge,
+    OrderStatus,
+    PageInfo,
+    Product,
+    ProductConnection,
+    ProductEdge,
+    ProductSales,
+)
 
 T = TypeVar("T")
 
@@ -29,13 +42,140 @@ def page_size(first: int, maximum: int) -> int:
     return first
 
 
-def staff(actor: Actor) -> Actor:
-    actor.require_staff()
-    return actor
+@strawberry.type
+class SalesDashboard:
+    orders_placed: int
+    orders_paid: int
+    orders_shipped: int
+    orders_cancelled: int
+    revenue: Decimal = strawberry.field(description="Payments captured minus refunds.")
+    position: Position
+
+    @strawberry.field(description="Best sellers by units in orders that were not cancelled.")
+    async def top_products(self, info: Info, limit: int = 5) -> list[ProductSales]:
+        if not 0 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 0 and {MAX_PAGE}")
+        rows = await info.context.reads.top_products(limit)
+        return [
+            ProductSales(sku=r["sku"], units_sold=r["units_sold"], revenue=r["revenue"])
+            for r in rows
+        ]
 
 
 @strawberry.type
 class Query:
+    @strawberry.field(description="Any signed-in user.")
+    async def product(
+        self, info: Info, sku: str, at_least: Position | None = strawberry.UNSET
+    ) -> Product | None:
+        info.context.require_user()
+        values.sku(sku)
+        await info.context.at_least("products", given(at_least))
+        row = await info.context.reads.product(sku)
+        return None if row is None else Product.from_row(row)
+
+    @strawberry.field(description="Any signed-in user. Ordered by sku.")
+    async def products(
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = strawberry.UNSET,
+        at_least: Position | None = strawberry.UNSET,
+    ) -> ProductConnection:
+        info.context.require_user()
+        limit = page_size(first, MAX_PAGE)
+        after_sku = None
+        if given(after) is not None:
+            [after_sku] = info.context.cursors.decode("products", str(after))
+        await info.context.at_least("products", given(at_least))
+        page = await info.context.reads.products(after_sku, limit)
+        edges = [
+            ProductEdge(
+                cursor=info.context.cursors.encode("products", [r["sku"]]), node=Product.from_row(r)
+            )
+            for r in page.rows
+        ]
+        return ProductConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field(description="The order's customer or staff; another customer gets FORBIDDEN.")
+    async def order(
+        self, info: Info, id: strawberry.ID, at_least: Position | None = strawberry.UNSET
+    ) -> Order | None:
+        actor = info.context.actor
+        await info.context.at_least("orders", given(at_least))
+        row = await info.context.reads.order(str(id)[:100])
+        if row is None:
+            return None
+        if not actor.is_staff and row["customer_id"] != actor.id:
+            raise Forbidden("this order belongs to another customer")
+        return Order.from_row(row)
+
+    @strawberry.field(
+        description=(
+            "Newest first. A customer sees only their own orders; staff may filter by customerId."
+        )
+    )
+    async def orders(
+        self,
+        info: Info,
+        status: OrderStatus | None = strawberry.UNSET,
+        customer_id: str | None = strawberry.UNSET,
+        first: int = 20,
+        after: str | None = strawberry.UNSET,
+        at_least: Position | None = strawberry.UNSET,
+    ) -> OrderConnection:
+        actor = info.context.actor
+        customer = given(customer_id)
+        if not actor.is_staff:
+            if customer is not None and customer != actor.id:
+                raise Forbidden("a customer sees only their own orders")
+            customer = actor.id
+        limit = page_size(first, MAX_PAGE)
+        before = None
+        if given(after) is not None:
+            placed_at, order_id = info.context.cursors.decode("orders", str(after))
+            before = (datetime.fromisoformat(placed_at), order_id)
+        await info.context.at_least("orders", given(at_least))
+        chosen = given(status)
+        page = await info.context.reads.orders(
+            customer, chosen.value if chosen is not None else None, before, limit
+        )
+        cursors = info.context.cursors
+        edges = [
+            OrderEdge(
+                cursor=cursors.encode("orders", [r["placed_at"].isoformat(), r["order_id"]]),
+                node=Order.from_row(r),
+            )
+            for r in page.rows
+        ]
+        return OrderConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field(description="Staff only.")
+    async def sales_dashboard(
+        self, info: Info, at_least: Position | None = strawberry.UNSET
+    ) -> SalesDashboard:
+        info.context.actor.require_staff()
+        await info.context.at_least("sales", given(at_least))
+        d = await info.context.reads.dashboard()
+        return SalesDashboard(
+            orders_placed=d.orders_placed,
+            orders_paid=d.orders_paid,
+            orders_shipped=d.orders_shipped,
+            orders_cancelled=d.orders_cancelled,
+            revenue=d.revenue,
+            position=d.position,
+        )
+
     @strawberry.field(
         description="Staff only. The raw log in position order, upcast to current schema versions."
     )
@@ -47,15 +187,16 @@ class Query:
         stream_id: str | None = strawberry.UNSET,
         types: list[str] | None = strawberry.UNSET,
     ) -> list[DomainEvent]:
-        staff(info.context.actor)
-        stream_id, types = given(stream_id), given(types)
+        info.context.actor.require_staff()
+        stream, kinds = given(stream_id), given(types)
         limit = page_size(first, MAX_EVENTS_PAGE)
         if limit == 0:
             return []
-        if types is not None and (len(types) > 50 or any(len(t) > 100 for t in types)):
+        if kinds is not None and (len(kinds) > 50 or any(len(t) > 100 for t in kinds)):
             raise InvalidInput("types: at most 50 names of at most 100 characters")
-        if stream_id is not None and not 1 <= len(stream_id) <= 200:
+        if stream is not None and not 1 <= len(stream) <= 200:
             raise InvalidInput("streamId must be 1 to 200 characters")
-        store = info.context.shop.store
-        events = await store.read_all(after or 0, limit, stream_id=stream_id, types=types)
+        events = await info.context.shop.store.read_all(
+            after or 0, limit, stream_id=stream, types=kinds
+        )
         return [DomainEvent.from_recorded(e) for e in events]

@@ -1,15 +1,19 @@
-"""The contract's object types."""
+"""The contract's object types, built from read-model rows (or, for a mutation whose view
+cannot be read in time, from the command's own result)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import cast
+from typing import Any, cast
 
+import asyncpg
 import strawberry
 from strawberry.scalars import JSON
 
+from domain import order as order_domain
+from domain import product as product_domain
 from eventstore.events import RecordedEvent
 from schema.scalars import Position
 
@@ -37,6 +41,32 @@ class Product:
     )
     updated_at: datetime
 
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Product:
+        return cls(
+            sku=row["sku"],
+            name=row["name"],
+            unit_price=row["unit_price"],
+            on_hand=row["on_hand"],
+            reserved=row["reserved"],
+            available=row["on_hand"] - row["reserved"],
+            position=row["position"],
+            updated_at=row["updated_at"],
+        )
+
+    @classmethod
+    def from_state(cls, state: product_domain.Product, position: int, at: datetime) -> Product:
+        return cls(
+            sku=state.sku,
+            name=state.name,
+            unit_price=state.unit_price,
+            on_hand=state.on_hand,
+            reserved=state.reserved,
+            available=state.available,
+            position=position,
+            updated_at=at,
+        )
+
 
 @strawberry.type
 class OrderLine:
@@ -62,6 +92,57 @@ class Order:
     position: Position = strawberry.field(
         description="Position of the last event applied to this view."
     )
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> Order:
+        lines = [
+            OrderLine(
+                sku=line["sku"],
+                quantity=line["quantity"],
+                unit_price=Decimal(line["unitPrice"]),
+                line_total=Decimal(line["unitPrice"]) * line["quantity"],
+            )
+            for line in row["lines"]
+        ]
+        return cls(
+            id=strawberry.ID(row["order_id"]),
+            customer_id=row["customer_id"],
+            status=OrderStatus(row["status"]),
+            lines=lines,
+            total=row["total"],
+            amount_paid=row["amount_paid"],
+            placed_at=row["placed_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+            position=row["position"],
+        )
+
+    @classmethod
+    def from_state(cls, state: order_domain.Order, position: int) -> Order:
+        return cls.from_row(
+            {
+                "order_id": state.order_id,
+                "customer_id": state.customer_id,
+                "status": state.status.value,
+                "lines": [
+                    {"sku": x.sku, "quantity": x.quantity, "unitPrice": str(x.unit_price)}
+                    for x in state.lines
+                ],
+                "total": state.total,
+                "amount_paid": state.amount_paid,
+                "placed_at": state.placed_at,
+                "updated_at": state.updated_at,
+                "version": state.version,
+                "position": position,
+            }
+        )
+
+
+@strawberry.type
+class ProductSales:
+    sku: str
+    units_sold: int
+    revenue: Decimal
 
 
 @strawberry.type
@@ -98,25 +179,33 @@ class DomainEvent:
 
 
 @strawberry.type
-class ProductPayload:
-    sku: str
-    position: Position = strawberry.field(
-        description="Global position of the last event this command appended."
-    )
-    events: list[DomainEvent]
-    product: Product = strawberry.field(
-        description="The product view as of position (read your own write)."
-    )
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
 
 
 @strawberry.type
-class OrderPayload:
-    order_id: strawberry.ID
-    position: Position
-    events: list[DomainEvent]
-    order: Order = strawberry.field(
-        description="The order view as of position (read your own write)."
-    )
+class OrderEdge:
+    cursor: str
+    node: Order
+
+
+@strawberry.type
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class ProductEdge:
+    cursor: str
+    node: Product
+
+
+@strawberry.type
+class ProductConnection:
+    edges: list[ProductEdge]
+    page_info: PageInfo
 
 
 @strawberry.input

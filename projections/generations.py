@@ -1,0 +1,49 @@
+"""Generations of a projection's tables: each lives in its own schema, and readers see the
+active one through views in schema `readmodel`."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from projections.base import Projection
+
+SETUP_LOCK = 0x6576_6772_0002  # serialises creating projections across processes
+
+
+def schema_name(name: str, generation: int) -> str:
+    return f"rm_{name}_g{generation}"
+
+
+async def create_generation(
+    conn: asyncpg.Connection, projection: Projection, generation: int
+) -> str:
+    schema = schema_name(projection.name, generation)
+    await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    await conn.execute(f"CREATE SCHEMA {schema}")
+    await conn.execute(projection.create_tables(schema))
+    return schema
+
+
+async def point_views(conn: asyncpg.Connection, projection: Projection, schema: str) -> None:
+    """Inside the caller's transaction: readers see `schema` from its commit on."""
+    for view in projection.views:
+        await conn.execute(f"DROP VIEW IF EXISTS readmodel.{view}")
+        await conn.execute(f"CREATE VIEW readmodel.{view} AS SELECT * FROM {schema}.{view}")
+
+
+async def ensure_projection(conn: asyncpg.Connection, projection: Projection) -> None:
+    """Create the projection's first generation, its views and its checkpoint, once."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK)
+        exists = await conn.fetchval(
+            "SELECT 1 FROM eventgraph.projections WHERE name = $1", projection.name
+        )
+        if exists:
+            return
+        schema = await create_generation(conn, projection, 1)
+        await point_views(conn, projection, schema)
+        await conn.execute(
+            "INSERT INTO eventgraph.projections (name, version, generation) VALUES ($1, $2, 1)",
+            projection.name,
+            projection.version,
+        )

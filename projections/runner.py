@@ -1,0 +1,202 @@
+"""The projector: one loop per projection that reads the log after its checkpoint, in
+commit-safe order, and applies it in batches, moving the checkpoint in the same transaction.
+
+Exactly one process applies a projection at a time: the loop holds a session advisory lock
+on its own connection for as long as it leads, and does every apply transaction on that
+connection. If the connection dies, Postgres drops the lock and rolls back the transaction in
+flight together, and a standby (polling for the lock) takes over from the last checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from eventstore.events import RecordedEvent
+from eventstore.notify import Signal
+from eventstore.store import EventStore, init_connection
+from projections.base import Projection
+from projections.generations import schema_name
+from projections.watch import CHANNEL
+
+log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    generation: int
+    position: int
+    status: str
+
+
+class ApplyFailed(Exception):
+    def __init__(self, event: RecordedEvent, cause: BaseException) -> None:
+        super().__init__(
+            f"cannot apply {event.type} at position {event.position}"
+            f" (stream {event.stream_id} v{event.stream_version}): {cause!r}"
+        )
+        self.event = event
+
+
+async def apply_batch(
+    conn: asyncpg.Connection, projection: Projection, schema: str, events: Sequence[RecordedEvent]
+) -> tuple[int, ApplyFailed | None]:
+    """Apply `events` inside the caller's transaction. Returns the position applied up to and,
+    if an event cannot be applied, the failure: every event before it is applied, none after."""
+    try:
+        async with conn.transaction():
+            await projection.apply(conn, schema, events)
+        return events[-1].position, None
+    except CONNECTION_ERRORS:
+        raise
+    except Exception:
+        applied = 0
+        for event in events:
+            try:
+                async with conn.transaction():
+                    await projection.apply(conn, schema, [event])
+            except CONNECTION_ERRORS:
+                raise
+            except Exception as exc:
+                return applied, ApplyFailed(event, exc)
+            applied = event.position
+        raise AssertionError("a batch failed but each of its events applied") from None
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projection: Projection,
+        dsn: str,
+        store: EventStore,
+        log_signal: Signal,
+        on_applied: Callable[[str, int], None],
+        *,
+        batch_size: int = 1_000,
+        poll_interval: float = 0.5,
+        standby_interval: float = 0.5,
+    ) -> None:
+        self.projection = projection
+        self._dsn = dsn
+        self._store = store
+        self._signal = log_signal
+        self._on_applied = on_applied
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._standby_interval = standby_interval
+        self._task: asyncio.Task[None] | None = None
+        self.role = "starting"
+        self.error: str | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._run(), name=f"eventgraph-projector-{self.projection.name}"
+            )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn,
+                    server_settings={
+                        "application_name": f"eventgraph-projector-{self.projection.name}"
+                    },
+                )
+                await init_connection(conn)
+                self.role = "standby"
+                while not await self._try_lead(conn):  # noqa: ASYNC110 - polling Postgres
+                    await asyncio.sleep(self._standby_interval)
+                self.role = "leader"
+                log.info("projector %s: leading", self.projection.name)
+                backoff = 0.1
+                await self._lead(conn)
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                log.warning("projector %s lost its connection: %s", self.projection.name, exc)
+            finally:
+                self.role = "reconnecting"
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _try_lead(self, conn: asyncpg.Connection) -> bool:
+        return bool(
+            await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext('eventgraph.projection.' || $1))",
+                self.projection.name,
+            )
+        )
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        while True:
+            armed = self._signal.armed()
+            if await self.step(conn):
+                continue
+            quick = self._store.frontier.waiting_on_holes
+            await Signal.wait(armed, 0.005 if quick else self._poll_interval)
+
+    async def _checkpoint(self, conn: asyncpg.Connection, lock: bool = False) -> Checkpoint:
+        row = await conn.fetchrow(
+            "SELECT generation, position, status FROM eventgraph.projections WHERE name = $1"
+            + (" FOR UPDATE" if lock else ""),
+            self.projection.name,
+        )
+        if row is None:
+            raise LookupError(f"projection {self.projection.name} is not set up")
+        return Checkpoint(row["generation"], row["position"], row["status"])
+
+    async def step(self, conn: asyncpg.Connection) -> bool:
+        """Apply the next batch, if any; True if the checkpoint moved (or changed under us)."""
+        name = self.projection.name
+        seen = await self._checkpoint(conn)
+        self._on_applied(name, seen.position)
+        if seen.status == "failed":
+            return False
+        events = await self._store.read_all(seen.position, self._batch_size)
+        if not events:
+            return False
+        async with conn.transaction():
+            current = await self._checkpoint(conn, lock=True)
+            if current != seen:
+                return True  # a rebuild switched generations meanwhile: start again from it
+            schema = schema_name(name, seen.generation)
+            applied, failure = await apply_batch(conn, self.projection, schema, events)
+            position = max(applied, seen.position)
+            await conn.execute(
+                "UPDATE eventgraph.projections SET position = $2, status = $3, error = $4,"
+                " updated_at = now() WHERE name = $1",
+                name,
+                position,
+                "failed" if failure else "running",
+                str(failure) if failure else None,
+            )
+            if position > seen.position:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{name}:{position}")
+        if failure is not None:
+            self.error = str(failure)
+            log.error("projector %s stopped: %s", name, failure)
+        self._on_applied(name, position)
+        return failure is None

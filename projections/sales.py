@@ -1,0 +1,137 @@
+"""The sales dashboard: orders placed, paid, shipped and cancelled (each counted once per
+order, when it happened), revenue (payments captured minus refunds), and units sold per sku
+in orders that were not cancelled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import asyncpg
+
+from domain.codec import decode
+from domain.order import (
+    OrderCancelled,
+    OrderPlaced,
+    OrderShipped,
+    PaymentProcessed,
+    PaymentRefunded,
+)
+from eventstore.events import RecordedEvent
+
+ORDER_EVENTS = {
+    "OrderPlaced",
+    "PaymentProcessed",
+    "OrderShipped",
+    "OrderCancelled",
+    "PaymentRefunded",
+}
+
+
+class SalesProjection:
+    name: ClassVar[str] = "sales"
+    version: ClassVar[int] = 1
+    views: ClassVar[tuple[str, ...]] = ("sales_totals", "sales_products")
+
+    def create_tables(self, schema: str) -> str:
+        return f"""
+        CREATE TABLE {schema}.sales_totals (
+            id integer PRIMARY KEY CHECK (id = 1),
+            orders_placed integer NOT NULL, orders_paid integer NOT NULL,
+            orders_shipped integer NOT NULL, orders_cancelled integer NOT NULL,
+            revenue numeric NOT NULL, position bigint NOT NULL
+        );
+        INSERT INTO {schema}.sales_totals VALUES (1, 0, 0, 0, 0, 0, 0);
+        CREATE TABLE {schema}.sales_products (
+            sku text PRIMARY KEY, units_sold integer NOT NULL, revenue numeric NOT NULL,
+            position bigint NOT NULL
+        );
+        CREATE INDEX ON {schema}.sales_products (units_sold DESC, sku);
+        CREATE TABLE {schema}.sales_orders (order_id text PRIMARY KEY, lines jsonb NOT NULL);
+        """
+
+    async def apply(
+        self, conn: asyncpg.Connection, schema: str, events: Sequence[RecordedEvent]
+    ) -> None:
+        relevant = [e for e in events if e.type in ORDER_EVENTS]
+        if not relevant:
+            return
+        totals = dict(
+            await conn.fetchrow(f"SELECT * FROM {schema}.sales_totals WHERE id = 1 FOR UPDATE")
+            or {}
+        )
+        relevant = [e for e in relevant if e.position > totals["position"]]
+        if not relevant:
+            return
+        cancelled_ids = [e.data["orderId"] for e in relevant if e.type == "OrderCancelled"]
+        order_lines: dict[str, list[dict[str, Any]]] = {
+            r["order_id"]: r["lines"]
+            for r in await conn.fetch(
+                f"SELECT order_id, lines FROM {schema}.sales_orders WHERE order_id = any($1)",
+                cancelled_ids,
+            )
+        }
+        new_orders: dict[str, list[dict[str, Any]]] = {}
+        sold: dict[str, list[Any]] = {}  # sku -> [units, revenue, position]
+
+        def count_lines(lines: list[dict[str, Any]], sign: int, position: int) -> None:
+            for line in lines:
+                entry = sold.setdefault(line["sku"], [0, Decimal(0), position])
+                entry[0] += sign * line["quantity"]
+                entry[1] += sign * Decimal(line["unitPrice"]) * line["quantity"]
+                entry[2] = position
+
+        for recorded in relevant:
+            event = decode(recorded.type, recorded.data, recorded.occurred_at)
+            match event:
+                case OrderPlaced():
+                    totals["orders_placed"] += 1
+                    lines = [
+                        {"sku": x.sku, "quantity": x.quantity, "unitPrice": str(x.unit_price)}
+                        for x in event.lines
+                    ]
+                    new_orders[event.order_id] = order_lines[event.order_id] = lines
+                    count_lines(lines, +1, recorded.position)
+                case PaymentProcessed():
+                    totals["orders_paid"] += 1
+                    totals["revenue"] += event.amount
+                case OrderShipped():
+                    totals["orders_shipped"] += 1
+                case OrderCancelled():
+                    totals["orders_cancelled"] += 1
+                    if event.order_id not in order_lines:
+                        raise ValueError(f"OrderCancelled at {recorded.position}: unknown order")
+                    count_lines(order_lines[event.order_id], -1, recorded.position)
+                case PaymentRefunded():
+                    totals["revenue"] -= event.amount
+            totals["position"] = recorded.position
+
+        await conn.execute(
+            f"""UPDATE {schema}.sales_totals SET orders_placed = $1, orders_paid = $2,
+                   orders_shipped = $3, orders_cancelled = $4, revenue = $5, position = $6
+                WHERE id = 1""",
+            totals["orders_placed"],
+            totals["orders_paid"],
+            totals["orders_shipped"],
+            totals["orders_cancelled"],
+            totals["revenue"],
+            totals["position"],
+        )
+        if new_orders:
+            await conn.execute(
+                f"INSERT INTO {schema}.sales_orders SELECT * FROM unnest($1::text[], $2::jsonb[])",
+                list(new_orders),
+                list(new_orders.values()),
+            )
+        if sold:
+            await conn.execute(
+                f"""INSERT INTO {schema}.sales_products AS p (sku, units_sold, revenue, position)
+                    SELECT * FROM unnest($1::text[], $2::int[], $3::numeric[], $4::bigint[])
+                    ON CONFLICT (sku) DO UPDATE SET units_sold = p.units_sold + excluded.units_sold,
+                        revenue = p.revenue + excluded.revenue, position = excluded.position""",
+                list(sold),
+                [v[0] for v in sold.values()],
+                [v[1] for v in sold.values()],
+                [v[2] for v in sold.values()],
+            )

@@ -1,0 +1,100 @@
+"""What each projection has applied, as this process knows it, and waiting for a position
+(read your own writes). Waiters cost no query each: they are woken when the position moves,
+which the local projector reports directly and other processes' projectors by notification;
+one poll per process catches a lost notification."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "eventgraph_projections"
+
+
+class ProjectionWatch:
+    def __init__(self, pool: asyncpg.Pool, poll_interval: float = 0.5) -> None:
+        self._pool = pool
+        self._poll_interval = poll_interval
+        self._positions: dict[str, int] = {}
+        self._waiters: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}
+        self._tiebreak = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[str, int], None]] = []
+
+    def position(self, name: str) -> int:
+        return self._positions.get(name, 0)
+
+    def subscribe(self, listener: Callable[[str, int], None]) -> None:
+        """`listener(name, position)` on every advance."""
+        self._listeners.append(listener)
+
+    def advance(self, name: str, position: int) -> None:
+        if position <= self._positions.get(name, 0):
+            return
+        self._positions[name] = position
+        waiters = self._waiters.get(name, [])
+        while waiters and waiters[0][0] <= position:
+            _, _, future = heapq.heappop(waiters)
+            if not future.done():
+                future.set_result(None)
+        for listener in self._listeners:
+            listener(name, position)
+
+    def on_notification(self, payload: str) -> None:
+        name, _, position = payload.rpartition(":")
+        if name and position.isdigit():
+            self.advance(name, int(position))
+
+    async def wait(self, name: str, position: int, seconds: float) -> None:
+        """Return once `name` has applied everything up to `position`; TimeoutError after
+        `seconds`."""
+        if self.position(name) >= position:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters.setdefault(name, []), (position, next(self._tiebreak), future))
+        try:
+            async with asyncio.timeout(seconds):
+                await future
+        except TimeoutError:
+            raise TimeoutError(
+                f"the {name} read model had not reached position {position}"
+                f" after {seconds:g}s (it is at {self.position(name)})"
+            ) from None
+        finally:
+            if not future.done():
+                future.cancel()
+            waiters = self._waiters.get(name)
+            if waiters and any(f is future for _, _, f in waiters):
+                self._waiters[name] = [w for w in waiters if w[2] is not future]
+                heapq.heapify(self._waiters[name])
+
+    async def refresh(self) -> None:
+        for row in await self._pool.fetch("SELECT name, position FROM eventgraph.projections"):
+            self.advance(row["name"], row["position"])
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._poll(), name="eventgraph-projection-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.warning("could not read projection positions: %s", exc)
+            await asyncio.sleep(self._poll_interval)
