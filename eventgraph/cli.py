@@ -66,6 +66,77 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _project(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the projectors only (no API): one of these per machine is enough; several elect
+    a leader per projection."""
+    from eventgraph.runtime import open_runtime
+
+    async def run(dsn: str) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_runtime(dsn, run_projectors=True, max_pool=4):
+            print("projectors running; Ctrl-C to stop", file=sys.stderr, flush=True)
+            await stop.wait()
+
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        asyncio.run(run(dsn))
+    return 0
+
+
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from eventgraph.runtime import create_pool, shop_upcasters
+    from eventstore.store import EventStore
+    from projections import all_projections, by_name
+    from projections.rebuild import Progress, RebuildFailed, rebuild
+
+    if args.all == bool(args.name):
+        print("name one projection, or --all", file=sys.stderr)
+        return 2
+    try:
+        chosen = all_projections() if args.all else [by_name(args.name)]
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    def show(p: Progress) -> None:
+        left = f"{p.seconds_left:.0f}s left" if p.seconds_left != float("inf") else ""
+        print(
+            f"\r{p.name}: {p.done:,} / {p.head:,} events, {p.rate:,.0f}/s {left}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def run(dsn: str) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        pool = await create_pool(dsn, max_size=4)
+        try:
+            store = EventStore(pool, shop_upcasters())
+            for projection in chosen:
+                try:
+                    done = await rebuild(dsn, store, projection, show)
+                except RebuildFailed as exc:
+                    print(f"\n{projection.name}: rebuild failed: {exc}", file=sys.stderr)
+                    return 1
+                print(
+                    f"\n{done.name}: rebuilt {done.done:,} events at {done.rate:,.0f}/s;"
+                    " now serving the new tables",
+                    file=sys.stderr,
+                )
+            return 0
+        finally:
+            await pool.close()
+
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        return asyncio.run(run(dsn))
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from schema import build_schema
 
@@ -92,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(run=_token)
 
     commands.add_parser("schema", help="print the GraphQL SDL").set_defaults(run=_schema)
+
+    commands.add_parser(
+        "project", help="run the projectors without the API (leader election per projection)"
+    ).set_defaults(run=_project)
+
+    rebuild = commands.add_parser(
+        "rebuild", help="rebuild a projection from the log into new tables, then switch over"
+    )
+    rebuild.add_argument("name", nargs="?", help="products, orders or sales")
+    rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
+    rebuild.set_defaults(run=_rebuild)
     return parser
 
 

@@ -76,7 +76,13 @@ class ReadModels:
         return Page(rows[:limit], len(rows) > limit)
 
     async def dashboard(self) -> Dashboard:
-        row = await self._pool.fetchrow("SELECT * FROM readmodel.sales_totals WHERE id = 1")
+        # The dashboard is as of the projection's checkpoint: everything up to it is counted
+        # (the two move in one transaction, so one statement reads them consistently).
+        row = await self._pool.fetchrow(
+            "SELECT t.orders_placed, t.orders_paid, t.orders_shipped, t.orders_cancelled,"
+            " t.revenue, p.position FROM readmodel.sales_totals t"
+            " JOIN eventgraph.projections p ON p.name = 'sales' WHERE t.id = 1"
+        )
         assert row is not None
         return Dashboard(
             row["orders_placed"],

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import asyncpg
+import orjson
 
 from domain.codec import decode
 from domain.order import (
@@ -120,9 +121,10 @@ class SalesProjection:
         )
         if new_orders:
             await conn.execute(
-                f"INSERT INTO {schema}.sales_orders SELECT * FROM unnest($1::text[], $2::jsonb[])",
+                f"INSERT INTO {schema}.sales_orders"
+                " SELECT * FROM unnest($1::text[], $2::text[]::jsonb[])",
                 list(new_orders),
-                list(new_orders.values()),
+                [orjson.dumps(lines).decode() for lines in new_orders.values()],
             )
         if sold:
             await conn.execute(

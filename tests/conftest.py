@@ -84,6 +84,8 @@ async def reset(url: str) -> None:
             await conn.execute(
                 "TRUNCATE " + ", ".join(r["t"] for r in tables) + " RESTART IDENTITY CASCADE"
             )
+        for row in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rm\\_%'"):
+            await conn.execute(f"DROP SCHEMA {row['nspname']} CASCADE")
     finally:
         await conn.close()
 

@@ -47,6 +47,7 @@ def start_server(database_url: str, tmp: Path, **env: str) -> Server:
             "DATABASE_URL": database_url,
             "EVENTGRAPH_JWT_SECRET": SECRET,
             "EVENTGRAPH_DATA_DIR": str(tmp / "data"),
+            "EVENTGRAPH_READ_WAIT_SECONDS": "1",
             **env,
         },
         stdout=log.open("wb"),
@@ -88,6 +89,8 @@ def server(server_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     running = start_server(server_database_url, tmp_path_factory.mktemp("server"))
     yield running
     stop_server(running)
+    errors = [line for line in running.log.read_text().splitlines() if " ERROR " in line]
+    assert not errors, "the server logged errors:\n" + "\n".join(errors[:20])
 
 
 def token(sub: str, role: str = "customer") -> str:
