@@ -76,7 +76,7 @@ class CoalescingNotifier:
             self._pending.clear()
             try:
                 await self._pool.execute("SELECT pg_notify($1, '')", CHANNEL)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # a lost wake-up only costs latency
                 log.warning("could not send the log wake-up (readers will poll): %s", exc)
             await asyncio.sleep(self._interval)
 
@@ -131,6 +131,8 @@ class Listener:
                     await conn.execute("SELECT 1")
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                 log.warning("listener lost its connection, reconnecting: %s", exc)
+            except Exception:  # e.g. asyncpg's InternalClientError on a killed connection
+                log.exception("listener failed; reconnecting")
             finally:
                 self.connected.clear()
                 if conn is not None and not conn.is_closed():

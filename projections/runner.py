@@ -135,6 +135,8 @@ class ProjectionRunner:
                 await self._lead(conn)
             except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("projector %s lost its connection: %s", self.projection.name, exc)
+            except Exception:  # a projector must outlive any fault: log it, start over
+                log.exception("projector %s failed; restarting it", self.projection.name)
             finally:
                 self.role = "reconnecting"
                 if conn is not None and not conn.is_closed():

@@ -95,6 +95,6 @@ class ProjectionWatch:
         while True:
             try:
                 await self.refresh()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # polling is the fallback: keep it alive
                 log.warning("could not read projection positions: %s", exc)
             await asyncio.sleep(self._poll_interval)
