@@ -19,6 +19,9 @@ from eventstore.events import RecordedEvent
 from projections.base import Row, RowProjection
 
 
+ORDER_EVENTS = (OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded)
+
+
 class OrdersProjection(RowProjection):
     name: ClassVar[str] = "orders"
     version: ClassVar[int] = 1
@@ -45,7 +48,9 @@ class OrdersProjection(RowProjection):
         )
 
     def key_of(self, event: DomainEvent) -> str | None:
-        return getattr(event, "order_id", None)
+        if isinstance(event, ORDER_EVENTS):
+            return event.order_id
+        return None
 
     def evolve(self, row: Row | None, event: DomainEvent, recorded: RecordedEvent) -> Row | None:
         stamp = {

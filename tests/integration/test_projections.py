@@ -315,3 +315,62 @@ async def test_readiness_reports_lag_beyond_the_bound(clean_db: str, lag_bound: 
         assert not report["ready"]
         assert report["projections"]["products"]["lagEvents"] == report["head"] == len(SKUS)
         assert report["projections"]["products"]["lagSeconds"] >= 0
+
+
+async def test_stock_events_ahead_of_their_order_in_one_append_are_not_order_events(
+    clean_db: str,
+) -> None:
+    """One multi-stream append may put a product stream before the order stream: the orders
+    projection must ignore stock movements, whatever their place in the log."""
+    from datetime import UTC, datetime
+
+    from domain import order, product
+    from domain.codec import encode
+    from domain.order import OrderLine
+
+    now = datetime.now(UTC)
+    async with open_runtime(clean_db) as runtime:
+        await Shop(runtime.store).register_product(STAFF, "A", "A", "2.00", 5)
+
+        def new(event: Any) -> NewEvent:
+            event_type, version, data = encode(event)
+            return NewEvent(event_type, data, version)
+
+        oid = "00000000-0000-4000-8000-000000000001"
+        await runtime.store.append(
+            {
+                "product-A": (
+                    ANY,
+                    [
+                        new(
+                            product.InventoryUpdated(
+                                "A", product.StockChange.RESERVATION, 2, 5, 2, oid, now
+                            )
+                        )
+                    ],
+                ),
+                f"order-{oid}": (
+                    ANY,
+                    [
+                        new(
+                            order.OrderPlaced(
+                                oid,
+                                "c1",
+                                (OrderLine("A", 2, Decimal("2.00")),),
+                                Decimal("4.00"),
+                                now,
+                            )
+                        )
+                    ],
+                ),
+            }
+        )
+        await caught_up(runtime)
+        live = await dump(runtime.pool)
+        assert [r["reserved"] for r in live["products"]] == [2]
+        assert [r["order_id"] for r in live["orders"]] == [oid]
+        assert (
+            await runtime.pool.fetchval(
+                "SELECT status FROM eventgraph.projections WHERE name = 'orders'"
+            )
+        ) == "running"
