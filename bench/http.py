@@ -23,13 +23,33 @@ class Connection:
         self, path: str, body: dict[str, Any], headers: dict[str, str]
     ) -> tuple[int, Any]:
         payload = json.dumps(body).encode()
+        return await self.request("POST", path, payload, headers)
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        return await self.request("GET", path, b"", headers or {})
+
+    def encode(self, method: str, path: str, payload: bytes, headers: dict[str, str]) -> bytes:
+        """A whole request, to prepare once and send many times with `send_raw`."""
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\n"
+            + (
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                if payload
+                else ""
+            )
             + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             + "\r\n"
         )
-        self._writer.write(head.encode() + payload)
+        return head.encode() + payload
+
+    async def request(
+        self, method: str, path: str, payload: bytes, headers: dict[str, str]
+    ) -> tuple[int, Any]:
+        status, body = await self.send_raw(self.encode(method, path, payload, headers))
+        return status, json.loads(body)
+
+    async def send_raw(self, request: bytes) -> tuple[int, bytes]:
+        self._writer.write(request)
         status_line = await self._reader.readline()
         status = int(status_line.split()[1])
         length = 0
@@ -40,8 +60,7 @@ class Connection:
             name, _, value = line.decode().partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        data = await self._reader.readexactly(length)
-        return status, json.loads(data)
+        return status, await self._reader.readexactly(length)
 
     async def close(self) -> None:
         self._writer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -20,6 +21,7 @@ from projections.read import ReadModels
 from schema import build_schema
 from schema.context import Services
 from schema.cursors import Cursors
+from schema.executor import Executor
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -34,6 +36,28 @@ async def readyz(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     report = await readiness(runtime, settings.max_lag_events)
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+
+async def bench_product(request: Request) -> JSONResponse:
+    """The same read as the `product` query, with no GraphQL: the baseline of bench/."""
+    services: Services = request.app.state.services
+    row = await services.reads.product(request.query_params.get("sku", ""))
+    if row is None:
+        return JSONResponse({"product": None})
+    return JSONResponse(
+        {
+            "product": {
+                "sku": row["sku"],
+                "name": row["name"],
+                "unitPrice": str(row["unit_price"]),
+                "onHand": row["on_hand"],
+                "reserved": row["reserved"],
+                "available": row["on_hand"] - row["reserved"],
+                "position": row["position"],
+                "updatedAt": row["updated_at"].isoformat(),
+            }
+        }
+    )
 
 
 def create_app(
@@ -56,13 +80,14 @@ def create_app(
                 read_wait_seconds=settings.read_wait_seconds,
             )
             app.state.schema = build_schema()
+            app.state.executor = Executor(app.state.schema)
             yield
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/graphql", graphql_http, methods=["GET", "POST"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql_http, methods=["GET", "POST"]),
+    ]
+    if os.environ.get("EVENTGRAPH_BENCH_ENDPOINTS") == "1":
+        routes.append(Route("/bench/product", bench_product))
+    return Starlette(routes=routes, lifespan=lifespan)

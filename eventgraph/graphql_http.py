@@ -11,15 +11,14 @@ import logging
 from typing import Any
 
 import orjson
-import strawberry
+from graphql import GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
 
 from eventgraph.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
+from schema.executor import Executor
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -96,23 +95,24 @@ async def graphql_http(request: Request) -> Response:
     query, variables, operation_name = params
 
     state = request.app.state
+    executor: Executor = state.executor
+    prepared = executor.prepare(query)
+    if prepared.document is None:
+        return ORJSONResponse({"data": None, "errors": [format_error(e) for e in prepared.errors]})
+    operation = prepared.operation_type(operation_name)
+    if isinstance(operation, GraphQLError):
+        return _error(200, operation.message)
+    if operation not in allowed:
+        kind = {OperationType.MUTATION: "mutations", OperationType.SUBSCRIPTION: "subscriptions"}
+        where = "over GET" if request.method == "GET" else "over HTTP: use the WebSocket"
+        return _error(
+            405 if request.method == "GET" else 200,
+            f"{kind.get(operation, operation.value)} are not allowed {where}",
+        )
+
     principal, auth_error = authenticate(state.tokens, request.headers.get("authorization"))
     context = Context(services=state.services, principal=principal, auth_error=auth_error)
-    schema: strawberry.Schema = state.schema
-    try:
-        result = await schema.execute(
-            query,
-            variable_values=variables,
-            context_value=context,
-            operation_name=operation_name,
-            allowed_operation_types=allowed,
-        )
-    except InvalidOperationTypeError as exc:
-        return _error(
-            400 if request.method == "GET" else 200, exc.as_http_error_reason(request.method)
-        )
-    except CannotGetOperationTypeError as exc:
-        return _error(200, exc.as_http_error_reason())
+    result = await executor.execute(prepared.document, context, variables, operation_name)
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
         payload["errors"] = [format_error(e) for e in result.errors]

@@ -18,7 +18,6 @@ from domain.order import (
 from eventstore.events import RecordedEvent
 from projections.base import Row, RowProjection
 
-
 ORDER_EVENTS = (OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded)
 
 
