@@ -192,3 +192,15 @@ async def test_concurrent_writes_are_visible_to_read_your_writes_queries(users: 
     last = await place(users.alice, [(sku, 1)])
     product = (await users.alice.ok(PRODUCT_Q, {"sku": sku, "at": last["position"]}))["product"]
     assert product["reserved"] == 41
+
+
+async def test_readyz_reports_every_projection_caught_up(users: Users) -> None:
+    last = await register(users, new_sku())
+    await users.alice.ok(PRODUCT_Q, {"sku": last["sku"], "at": last["position"]})
+    response = await users.client.get(users.url + "/readyz")
+    report = response.json()
+    assert response.status_code == 200 and report["ready"], report
+    assert set(report["projections"]) == {"products", "orders", "sales"}
+    products = report["projections"]["products"]
+    assert products["status"] == "running" and products["checkpoint"] >= last["position"]
+    assert products["lagEvents"] == report["head"] - products["checkpoint"] >= 0
