@@ -51,6 +51,7 @@ class LogFrontier:
         self._safe = 0
         self._holes: dict[int, int] = {}
         self._lock = asyncio.Lock()
+        self._inflight: asyncio.Future[int] | None = None
 
     @property
     def safe_position(self) -> int:
@@ -64,7 +65,18 @@ class LogFrontier:
         return bool(self._holes)
 
     async def refresh(self) -> int:
-        # Concurrent callers share one scan: whoever waits on the lock gets a fresh result.
+        """Advance as far as is safe now. Callers that arrive while a scan is in flight share
+        its result: it is at worst a little behind, never unsafe, and whoever misses an event
+        that committed meanwhile is woken again by that commit."""
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._refresh())
+            self._inflight.add_done_callback(self._clear_inflight)
+        return await asyncio.shield(self._inflight)
+
+    def _clear_inflight(self, _: asyncio.Future[int]) -> None:
+        self._inflight = None
+
+    async def _refresh(self) -> int:
         async with self._lock:
             while True:
                 row = await self._pool.fetchrow(_SCAN, self._safe, SCAN_WINDOW)

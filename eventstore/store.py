@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -118,6 +119,7 @@ class EventStore:
         self.upcasters = upcasters or UpcasterRegistry()
         self.frontier = LogFrontier(pool)
         self._notifier = notifier
+        self._reads: dict[tuple[object, ...], asyncio.Future[list[RecordedEvent]]] = {}
 
     async def append(
         self,
@@ -209,6 +211,19 @@ class EventStore:
         still commit (see frontier.py): a reader that follows positions skips nothing."""
         if not 1 <= limit <= MAX_READ:
             raise InvalidEventError(f"limit must be between 1 and {MAX_READ}")
+        # Projectors at the same checkpoint ask for the same events at the same moment: one
+        # query in flight serves all of them.
+        key = (after, limit, stream_id, tuple(types) if types is not None else None)
+        shared = self._reads.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._read_all(after, limit, stream_id, types))
+            self._reads[key] = shared
+            shared.add_done_callback(lambda _: self._reads.pop(key, None))
+        return list(await asyncio.shield(shared))
+
+    async def _read_all(
+        self, after: int, limit: int, stream_id: str | None, types: Sequence[str] | None
+    ) -> list[RecordedEvent]:
         safe = await self.frontier.refresh()
         if after >= safe:
             return []

@@ -88,6 +88,7 @@ class ProjectionRunner:
         batch_size: int = 1_000,
         poll_interval: float = 0.5,
         standby_interval: float = 0.5,
+        linger: float = 0.005,
     ) -> None:
         self.projection = projection
         self._dsn = dsn
@@ -97,6 +98,7 @@ class ProjectionRunner:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._standby_interval = standby_interval
+        self._linger = linger
         self._task: asyncio.Task[None] | None = None
         self.role = "starting"
         self.error: str | None = None
@@ -158,7 +160,10 @@ class ProjectionRunner:
             if await self.step(conn):
                 continue
             quick = self._store.frontier.waiting_on_holes
-            await Signal.wait(armed, 0.005 if quick else self._poll_interval)
+            if await Signal.wait(armed, 0.005 if quick else self._poll_interval):
+                # Woken by a commit: linger a moment so that a busy log is applied in batches
+                # of many events rather than one transaction per command.
+                await asyncio.sleep(self._linger)
 
     async def _checkpoint(self, conn: asyncpg.Connection, lock: bool = False) -> Checkpoint:
         row = await conn.fetchrow(
