@@ -9,14 +9,16 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from eventgraph.auth import TokenVerifier
 from eventgraph.commands import Shop
 from eventgraph.config import Settings
 from eventgraph.graphql_http import graphql_http
+from eventgraph.graphql_ws import graphql_ws
 from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
+from projections.live import LiveViews
 from projections.read import ReadModels
 from schema import build_schema
 from schema.context import Services
@@ -69,6 +71,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_runtime(dsn, run_projectors=run_projectors) as runtime:
+            live = LiveViews(ReadModels(runtime.pool), runtime.watch)
+            live.start()
             app.state.runtime = runtime
             app.state.settings = settings
             app.state.tokens = TokenVerifier(jwt_secret)
@@ -78,15 +82,21 @@ def create_app(
                 watch=runtime.watch,
                 cursors=Cursors(jwt_secret),
                 read_wait_seconds=settings.read_wait_seconds,
+                live=live,
+                log_signal=runtime.log_signal,
             )
             app.state.schema = build_schema()
             app.state.executor = Executor(app.state.schema)
-            yield
+            try:
+                yield
+            finally:
+                await live.stop()
 
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql_http, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_ws),
     ]
     if os.environ.get("EVENTGRAPH_BENCH_ENDPOINTS") == "1":
         routes.append(Route("/bench/product", bench_product))

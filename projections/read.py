@@ -100,3 +100,33 @@ class ReadModels:
             limit,
         )
         return [dict(r) for r in rows]
+
+    async def products_by_sku(self, skus: list[str]) -> list[asyncpg.Record]:
+        return await self._pool.fetch(
+            "SELECT * FROM readmodel.products WHERE sku = any($1::text[])", skus
+        )
+
+    async def orders_by_id(self, ids: list[str]) -> list[asyncpg.Record]:
+        return await self._pool.fetch(
+            "SELECT * FROM readmodel.orders WHERE order_id = any($1::text[])", ids
+        )
+
+    async def orders_changed_since(
+        self, customers: list[str], position: int, limit: int = 1_000
+    ) -> list[asyncpg.Record]:
+        return await self._pool.fetch(
+            "SELECT * FROM readmodel.orders WHERE customer_id = any($1::text[])"
+            " AND position > $2 ORDER BY position LIMIT $3",
+            customers,
+            position,
+            limit,
+        )
+
+    async def dashboard_row(self) -> asyncpg.Record:
+        row = await self._pool.fetchrow(
+            "SELECT t.orders_placed, t.orders_paid, t.orders_shipped, t.orders_cancelled,"
+            " t.revenue, p.position FROM readmodel.sales_totals t"
+            " JOIN eventgraph.projections p ON p.name = 'sales' WHERE t.id = 1"
+        )
+        assert row is not None
+        return row

@@ -12,6 +12,8 @@ from domain.errors import InvalidInput
 from domain.values import Actor
 from eventgraph.auth import AuthError, Principal
 from eventgraph.commands import Shop
+from eventstore.notify import Signal
+from projections.live import LiveViews
 from projections.read import ReadModels
 from projections.watch import ProjectionWatch
 from schema.cursors import Cursors
@@ -31,6 +33,8 @@ class Services:
     watch: ProjectionWatch
     cursors: Cursors
     read_wait_seconds: float
+    live: LiveViews
+    log_signal: Signal
 
 
 @dataclass

@@ -1,0 +1,256 @@
+"""GraphQL subscriptions over WebSocket on /graphql: the `graphql-transport-ws` protocol and
+the legacy `graphql-ws` one. Auth comes in `connection_init` ({"Authorization": "Bearer …"});
+a missing or bad token closes with 4403, and so does the token's expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError, OperationType
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from eventgraph.auth import AuthError, Principal, TokenVerifier, bearer
+from schema.context import Context
+from schema.errors import format_error
+from schema.executor import Executor
+
+log = logging.getLogger(__name__)
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+MAX_SUBSCRIPTIONS = 100
+MAX_MESSAGE_BYTES = 64 * 1024
+INIT_TIMEOUT = 10.0
+
+
+class Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _result(result: ExecutionResult) -> dict[str, Any]:
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [format_error(e) for e in result.errors]
+    return payload
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, protocol: str) -> None:
+        self.ws = websocket
+        self.legacy = protocol == LEGACY_WS
+        state = websocket.app.state
+        self.executor: Executor = state.executor
+        self.tokens: TokenVerifier = state.tokens
+        self.services = state.services
+        self.principal: Principal | None = None
+        self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._send_lock:
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                await self.ws.send_text(orjson.dumps(message).decode())
+
+    async def run(self) -> None:
+        expiry: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(INIT_TIMEOUT):
+                first = await self.receive()
+            await self.init(first)
+            expiry = asyncio.create_task(self.expire())
+            while True:
+                await self.handle(await self.receive())
+        except Close as close:
+            await self.close(close.code, close.reason)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            pass
+        except TimeoutError:
+            await self.close(4408, "Connection initialisation timeout")
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            for task in self.subscriptions.values():
+                task.cancel()
+            if self.subscriptions:
+                await asyncio.gather(*self.subscriptions.values(), return_exceptions=True)
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                await self.ws.close(code, reason)
+
+    async def expire(self) -> None:
+        assert self.principal is not None
+        await asyncio.sleep(max(self.principal.expires_at - time.time(), 0))
+        for task in self.subscriptions.values():
+            task.cancel()
+        await self.close(4403, "Forbidden: the token has expired")
+
+    async def receive(self) -> dict[str, Any]:
+        text = await self.ws.receive_text()
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise Close(4400, "Message too large")
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise Close(4400, "Invalid message: not JSON") from None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise Close(4400, "Invalid message: no type")
+        return message
+
+    async def init(self, message: dict[str, Any]) -> None:
+        if message["type"] != "connection_init":
+            raise Close(4401, "Unauthorized: connection_init first")
+        payload = message.get("payload") or {}
+        header = (
+            payload.get("Authorization") or payload.get("authorization")
+            if isinstance(payload, dict)
+            else None
+        )
+        try:
+            token = bearer(header if isinstance(header, str) else None)
+            if token is None:
+                raise AuthError('no token: send {"Authorization": "Bearer <token>"}')
+            self.principal = self.tokens.verify(token)
+        except AuthError as exc:
+            if self.legacy:
+                await self.send({"type": "connection_error", "payload": {"message": str(exc)}})
+            raise Close(4403, "Forbidden") from None
+        await self.send({"type": "connection_ack"})
+        if self.legacy:
+            await self.send({"type": "ka"})
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "connection_init":
+            raise Close(4429, "Too many initialisation requests")
+        if kind == "ping" and not self.legacy:
+            await self.send({"type": "pong", "payload": message.get("payload")})
+        elif kind == "pong" and not self.legacy:
+            pass
+        elif kind == ("subscribe" if not self.legacy else "start"):
+            await self.subscribe(message)
+        elif kind == ("complete" if not self.legacy else "stop"):
+            task = self.subscriptions.pop(str(message.get("id")), None)
+            if task is not None:
+                task.cancel()
+        elif kind == "connection_terminate" and self.legacy:
+            raise Close(1000, "Normal closure")
+        else:
+            raise Close(4400, f"Invalid message type {kind!r}")
+
+    async def subscribe(self, message: dict[str, Any]) -> None:
+        op_id, payload = message.get("id"), message.get("payload")
+        if (
+            not isinstance(op_id, str)
+            or not op_id
+            or len(op_id) > 200
+            or not isinstance(payload, dict)
+        ):
+            raise Close(4400, "Invalid subscribe message")
+        if op_id in self.subscriptions:
+            raise Close(4409, f"Subscriber for {op_id} already exists")
+        query, variables = payload.get("query"), payload.get("variables")
+        operation_name = payload.get("operationName")
+        if not isinstance(query, str) or (
+            variables is not None and not isinstance(variables, dict)
+        ):
+            raise Close(4400, "Invalid subscribe payload")
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            await self.error(
+                op_id,
+                [
+                    GraphQLError(
+                        f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                        extensions={"code": "BAD_REQUEST"},
+                    )
+                ],
+            )
+            return
+        prepared = self.executor.prepare(query)
+        if prepared.document is None:
+            await self.error(op_id, list(prepared.errors))
+            return
+        operation = prepared.operation_type(
+            operation_name if isinstance(operation_name, str) else None
+        )
+        if isinstance(operation, GraphQLError):
+            await self.error(op_id, [operation])
+            return
+        task = asyncio.create_task(
+            self.run_operation(op_id, prepared.document, operation, variables, operation_name)
+        )
+        self.subscriptions[op_id] = task
+        task.add_done_callback(
+            lambda t: (
+                self.subscriptions.pop(op_id, None) if self.subscriptions.get(op_id) is t else None
+            )
+        )
+
+    async def error(self, op_id: str, errors: list[GraphQLError]) -> None:
+        formatted = [format_error(e) for e in errors]
+        if self.legacy:
+            await self.send({"type": "error", "id": op_id, "payload": formatted[0]})
+        else:
+            await self.send({"type": "error", "id": op_id, "payload": formatted})
+
+    async def run_operation(
+        self,
+        op_id: str,
+        document: Any,
+        operation: OperationType,
+        variables: Any,
+        operation_name: Any,
+    ) -> None:
+        context = Context(services=self.services, principal=self.principal)
+        next_type = "data" if self.legacy else "next"
+        try:
+            if operation is not OperationType.SUBSCRIPTION:
+                result = await self.executor.execute(document, context, variables, operation_name)
+                await self.send({"type": next_type, "id": op_id, "payload": _result(result)})
+            else:
+                stream = await self.executor.subscribe(document, context, variables, operation_name)
+                if isinstance(stream, ExecutionResult):
+                    await self.error(op_id, list(stream.errors or []))
+                    return
+                await self.relay(op_id, stream, next_type)
+            await self.send({"type": "complete", "id": op_id})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a resolver's error ends the subscription, with its code
+            error = (
+                exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
+            )
+            await self.error(op_id, [error])
+
+    async def relay(
+        self, op_id: str, stream: AsyncIterator[ExecutionResult], next_type: str
+    ) -> None:
+        try:
+            async for result in stream:
+                await self.send({"type": next_type, "id": op_id, "payload": _result(result)})
+                if result.errors and result.data is None:
+                    return
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+async def graphql_ws(websocket: WebSocket) -> None:
+    offered = websocket.scope.get("subprotocols") or []
+    protocol = next((p for p in (TRANSPORT_WS, LEGACY_WS) if p in offered), None)
+    if protocol is None:
+        await websocket.close(4406, "Subprotocol not acceptable")
+        return
+    await websocket.accept(subprotocol=protocol)
+    await Session(websocket, protocol).run()

@@ -1,0 +1,103 @@
+"""The contract's subscriptions: live views (current view first, then each newer one) and
+the event log (catch-up, then live, every event once, in order)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from domain import values
+from domain.errors import Forbidden, InvalidInput
+from eventstore.notify import Signal
+from schema.context import Info
+from schema.query import SalesDashboard, given
+from schema.scalars import Position
+from schema.types import DomainEvent, Order, Product
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Live view of one order: the order's customer or staff.")
+    async def order(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
+        actor = info.context.actor
+        live = info.context.services.live
+        order_id = str(id)[:100]
+        first = await info.context.reads.order(order_id)
+        async with contextlib.aclosing(live.watch(live.orders, order_id, first)) as views:
+            async for row in views:
+                if not actor.is_staff and row["customer_id"] != actor.id:
+                    raise Forbidden("this order belongs to another customer")
+                yield Order.from_row(row)
+
+    @strawberry.subscription(description="Live view of one product: any signed-in user.")
+    async def product(self, info: Info, sku: str) -> AsyncGenerator[Product, None]:
+        info.context.require_user()
+        values.sku(sku)
+        live = info.context.services.live
+        first = await info.context.reads.product(sku)
+        async with contextlib.aclosing(live.watch(live.products, sku, first)) as views:
+            async for row in views:
+                yield Product.from_row(row)
+
+    @strawberry.subscription(
+        description="Every change to any of the viewer's own orders, as the order's new view."
+    )
+    async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
+        actor = info.context.actor
+        live = info.context.services.live
+        live.start_customer_feed_at(info.context.services.watch.position("orders"))
+        async with contextlib.aclosing(live.watch(live.customers, actor.id, None)) as views:
+            async for row in views:
+                yield Order.from_row(row)
+
+    @strawberry.subscription(description="Staff only.")
+    async def sales_dashboard(self, info: Info) -> AsyncGenerator[SalesDashboard, None]:
+        info.context.actor.require_staff()
+        live = info.context.services.live
+        first = await info.context.reads.dashboard_row()
+        async with contextlib.aclosing(live.watch(live.dashboard, "dashboard", first)) as views:
+            async for row in views:
+                yield SalesDashboard(
+                    orders_placed=row["orders_placed"],
+                    orders_paid=row["orders_paid"],
+                    orders_shipped=row["orders_shipped"],
+                    orders_cancelled=row["orders_cancelled"],
+                    revenue=row["revenue"],
+                    position=row["position"],
+                )
+
+    @strawberry.subscription(
+        description=(
+            "Staff only. Catch-up from after, then live: every event once, in order, no gaps."
+        )
+    )
+    async def events(
+        self,
+        info: Info,
+        after: Position | None = 0,
+        stream_id: str | None = strawberry.UNSET,
+        types: list[str] | None = strawberry.UNSET,
+    ) -> AsyncGenerator[DomainEvent, None]:
+        info.context.actor.require_staff()
+        stream, kinds = given(stream_id), given(types)
+        if kinds is not None and (len(kinds) > 50 or any(len(t) > 100 for t in kinds)):
+            raise InvalidInput("types: at most 50 names of at most 100 characters")
+        if stream is not None and not 1 <= len(stream) <= 200:
+            raise InvalidInput("streamId must be 1 to 200 characters")
+        store = info.context.shop.store
+        signal = info.context.services.log_signal
+        position = after or 0
+        while True:
+            armed = signal.armed()
+            safe = await store.head()
+            batch = await store.read_all(position, 500, stream_id=stream, types=kinds)
+            for event in batch:
+                yield DomainEvent.from_recorded(event)
+            if len(batch) == 500:
+                position = batch[-1].position
+                continue
+            # Everything matching up to `safe` has been read (read_all went at least as far).
+            position = max(position, safe, batch[-1].position if batch else 0)
+            await Signal.wait(armed, 0.005 if store.frontier.waiting_on_holes else 1.0)

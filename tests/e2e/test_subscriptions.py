@@ -1,0 +1,203 @@
+"""Subscriptions over real WebSockets against the running server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.e2e.conftest import Users, new_sku, token
+from tests.e2e.test_commands import PAY, RESTOCK, SHIP, place, register
+
+PRODUCT_SUB = (
+    "subscription($sku: String!) { product(sku: $sku) { sku onHand reserved available position } }"
+)
+ORDER_SUB = "subscription($id: ID!) { order(id: $id) { id status version position } }"
+MY_ORDERS = "subscription { myOrders { id status position } }"
+DASHBOARD_SUB = "subscription { salesDashboard { ordersPlaced position } }"
+EVENTS_SUB = "subscription($after: Position, $stream: String) { events(after: $after, streamId: $stream) { position streamId streamVersion type } }"
+
+
+class Client:
+    def __init__(self, ws: Any, protocol: str) -> None:
+        self.ws, self.protocol = ws, protocol
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def recv(self, seconds: float = 10) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), seconds))
+        return message
+
+    async def subscribe(
+        self, op_id: str, query: str, variables: dict[str, Any] | None = None
+    ) -> None:
+        kind = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
+        await self.send(
+            {"type": kind, "id": op_id, "payload": {"query": query, "variables": variables or {}}}
+        )
+
+    async def next_data(self, op_id: str, seconds: float = 10) -> dict[str, Any]:
+        while True:
+            message = await self.recv(seconds)
+            if message["type"] in ("ka", "ping", "pong"):
+                continue
+            assert message.get("id") == op_id and message["type"] in ("next", "data"), message
+            assert not message["payload"].get("errors"), message
+            data: dict[str, Any] = message["payload"]["data"]
+            return data
+
+
+async def connect(url: str, bearer: str | None, protocol: str = "graphql-transport-ws") -> Client:
+    ws = await websockets.connect(url.replace("http", "ws") + "/graphql", subprotocols=[protocol])
+    client = Client(ws, protocol)
+    payload = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    await client.send({"type": "connection_init", "payload": payload})
+    return client
+
+
+async def acked(url: str, bearer: str, protocol: str = "graphql-transport-ws") -> Client:
+    client = await connect(url, bearer, protocol)
+    assert (await client.recv())["type"] == "connection_ack"
+    return client
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_product_subscription_gets_the_view_then_each_newer_one(
+    users: Users, protocol: str
+) -> None:
+    sku = new_sku()
+    await register(users, sku, "1.00", 10)
+    staff = token("staff-sub", "staff")
+    client = await acked(users.url, token("viewer"), protocol)
+    await client.subscribe("p", PRODUCT_SUB, {"sku": sku})
+    first = (await client.next_data("p"))["product"]
+    assert (first["onHand"], first["reserved"]) == (10, 0)
+    await place(users.alice, [(sku, 3)])
+    await users.staff.ok(RESTOCK, {"sku": sku, "q": 5})
+    seen = [first]
+    while seen[-1]["onHand"] != 15:
+        seen.append((await client.next_data("p"))["product"])
+    positions = [v["position"] for v in seen]
+    assert positions == sorted(set(positions)), "strictly increasing"
+    assert seen[-1]["reserved"] == 3 and seen[-1]["available"] == 12
+    await client.ws.close()
+    del staff
+
+
+async def test_order_subscription_follows_the_lifecycle_for_its_customer_only(users: Users) -> None:
+    sku = new_sku()
+    await register(users, sku, "2.00", 10)
+    placed = await place(users.alice, [(sku, 1)])
+    alice_token = users.alice.headers["Authorization"].split()[1]
+    client = await acked(users.url, alice_token)
+    await client.subscribe("o", ORDER_SUB, {"id": placed["orderId"]})
+    assert (await client.next_data("o"))["order"]["status"] == "PLACED"
+    await users.alice.ok(PAY, {"id": placed["orderId"], "amount": "2.00"})
+    await users.staff.ok(SHIP, {"id": placed["orderId"]})
+    statuses = []
+    while not statuses or statuses[-1] != "SHIPPED":
+        statuses.append((await client.next_data("o"))["order"]["status"])
+    assert statuses[-1] == "SHIPPED" and "PLACED" not in statuses
+
+    bob = await acked(users.url, users.bob.headers["Authorization"].split()[1])
+    await bob.subscribe("o", ORDER_SUB, {"id": placed["orderId"]})
+    message = await bob.recv()
+    assert message["type"] in ("next", "error")
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_events_subscription_catches_up_then_goes_live_with_no_gap(users: Users) -> None:
+    sku = new_sku()
+    stream = f"product-{sku}"
+    await register(users, sku, "1.00", 1000)
+    for _ in range(3):
+        await users.staff.ok(RESTOCK, {"sku": sku, "q": 1})
+    client = await acked(users.url, users.staff.headers["Authorization"].split()[1])
+    await client.subscribe("e", EVENTS_SUB, {"after": 0, "stream": stream})
+
+    async def writer() -> None:
+        for _ in range(20):
+            await users.staff.ok(RESTOCK, {"sku": sku, "q": 1})
+
+    writing = asyncio.create_task(writer())
+    got = []
+    while len(got) < 24:
+        got.append((await client.next_data("e"))["events"])
+    await writing
+    assert [e["streamVersion"] for e in got] == list(range(1, 25))
+    positions = [e["position"] for e in got]
+    assert positions == sorted(set(positions))
+
+
+async def test_protocol_rules_and_auth(users: Users) -> None:
+    client = await connect(users.url, None)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd.code == 4403
+    client = await connect(users.url, "not-a-token")
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd.code == 4403
+
+    ws = await websockets.connect(
+        users.url.replace("http", "ws") + "/graphql", subprotocols=["graphql-transport-ws"]
+    )
+    await ws.send(
+        json.dumps(
+            {
+                "type": "subscribe",
+                "id": "x",
+                "payload": {"query": "subscription { myOrders { id } }"},
+            }
+        )
+    )
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd.code == 4401
+
+    client = await acked(users.url, token("someone"))
+    await client.send({"type": "ping"})
+    assert (await client.recv())["type"] == "pong"
+    await client.subscribe("a", MY_ORDERS)
+    await client.subscribe("a", MY_ORDERS)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd.code == 4409
+
+    client = await acked(users.url, token("someone"))
+    await client.send({"type": "connection_init", "payload": {}})
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd.code == 4429
+
+    client = await acked(users.url, token("someone"))
+    await client.ws.send("not json")
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd.code == 4400
+
+    client = await acked(users.url, token("someone"))
+    await client.subscribe("d", DASHBOARD_SUB)
+    message = await client.recv()
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_my_orders_streams_changes_to_the_viewers_orders(users: Users) -> None:
+    sku = new_sku()
+    await register(users, sku, "1.00", 100)
+    customer = f"mine-{uuid.uuid4().hex[:6]}"
+    me = users.customer(customer)
+    client = await acked(users.url, token(customer))
+    await client.subscribe("m", MY_ORDERS)
+    await asyncio.sleep(0.3)
+    placed = await place(me, [(sku, 1)])
+    await place(users.bob, [(sku, 1)])  # not mine
+    view = (await client.next_data("m"))["myOrders"]
+    assert view["id"] == placed["orderId"] and view["status"] == "PLACED"
