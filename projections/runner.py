@@ -32,6 +32,7 @@ CONNECTION_ERRORS = (
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions._base.InternalClientError,  # asyncpg's state after a killed connection
 )
 
 

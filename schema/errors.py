@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
@@ -13,6 +14,15 @@ from eventgraph.auth import AuthError
 from eventstore.events import InvalidEventError
 
 log = logging.getLogger(__name__)
+
+CONNECTION_LOST = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+"""The database went away under a request: retryable, not a bug."""
 
 _BAD_VALUE_HINTS = (
     "got invalid value",
@@ -48,12 +58,20 @@ def error_code(error: GraphQLError) -> str:
         return "BAD_REQUEST"
     if isinstance(cause, TimeoutError):
         return "TIMEOUT"
+    if isinstance(cause, CONNECTION_LOST):
+        return "UNAVAILABLE"
     return "INTERNAL_SERVER_ERROR"
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:
     code = error_code(error)
     formatted: dict[str, Any] = dict(error.formatted)
+    if code == "UNAVAILABLE":
+        log.warning("database connection lost in %s: %r", error.path, error.original_error)
+        formatted["message"] = (
+            "The database connection was lost; retry (a command with the same idempotencyKey"
+            " is applied at most once)."
+        )
     if code == "INTERNAL_SERVER_ERROR":
         log.error("unexpected error in %s", error.path, exc_info=error.original_error)
         formatted["message"] = "Internal server error."

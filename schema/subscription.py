@@ -3,6 +3,7 @@ the event log (catch-up, then live, every event once, in order)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
@@ -12,6 +13,7 @@ from domain import values
 from domain.errors import Forbidden, InvalidInput
 from eventstore.notify import Signal
 from schema.context import Info
+from schema.errors import CONNECTION_LOST
 from schema.query import SalesDashboard, given
 from schema.scalars import Position
 from schema.types import DomainEvent, Order, Product
@@ -91,8 +93,12 @@ class Subscription:
         position = after or 0
         while True:
             armed = signal.armed()
-            safe = await store.head()
-            batch = await store.read_all(position, 500, stream_id=stream, types=kinds)
+            try:
+                safe = await store.head()
+                batch = await store.read_all(position, 500, stream_id=stream, types=kinds)
+            except CONNECTION_LOST:  # the database is back soon: resume from `position`
+                await asyncio.sleep(0.2)
+                continue
             for event in batch:
                 yield DomainEvent.from_recorded(event)
             if len(batch) == 500:

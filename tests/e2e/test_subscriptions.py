@@ -201,3 +201,77 @@ async def test_my_orders_streams_changes_to_the_viewers_orders(users: Users) -> 
     await place(users.bob, [(sku, 1)])  # not mine
     view = (await client.next_data("m"))["myOrders"]
     assert view["id"] == placed["orderId"] and view["status"] == "PLACED"
+
+
+async def test_a_subscriber_on_one_server_sees_writes_made_through_another(
+    users: Users, server_database_url: str, tmp_path: Any
+) -> None:
+    from tests.e2e.conftest import Api, start_server, stop_server
+
+    other = start_server(server_database_url, tmp_path)
+    try:
+        sku = new_sku()
+        staff_other = Api(users.client, other.url, token("staff-other", "staff"))
+        await staff_other.ok(
+            'mutation($s: String!) { registerProduct(sku: $s, name: "x", unitPrice: "1.00", initialStock: 5) { position } }',
+            {"s": sku},
+        )
+        client = await acked(users.url, token("watcher"))
+        await client.subscribe("p", PRODUCT_SUB, {"sku": sku})
+        assert (await client.next_data("p"))["product"]["onHand"] == 5
+        await staff_other.ok(RESTOCK, {"sku": sku, "q": 4})
+        assert (await client.next_data("p"))["product"]["onHand"] == 9
+    finally:
+        stop_server(other)
+
+
+async def test_subscriptions_survive_the_database_killing_every_server_connection(
+    users: Users, server_database_url: str
+) -> None:
+    import asyncpg
+
+    sku = new_sku()
+    await register(users, sku, "1.00", 100)
+    client = await acked(users.url, token("survivor", "staff"))
+    await client.subscribe("p", PRODUCT_SUB, {"sku": sku})
+    await client.subscribe("e", EVENTS_SUB, {"after": 0, "stream": f"product-{sku}"})
+    seen_events: list[dict[str, Any]] = []
+    product: dict[str, Any] | None = None
+    restocked = 0
+    conn = await asyncpg.connect(server_database_url)
+    try:
+        for _round in range(3):
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            for _ in range(10):  # the first commands may meet a dead pooled connection
+                body = await users.staff.raw(RESTOCK, {"sku": sku, "q": 1})
+                if not body.get("errors"):
+                    restocked += 1
+                    break
+                assert body["errors"][0]["extensions"]["code"] == "UNAVAILABLE", body
+                await asyncio.sleep(0.2)
+        await users.staff.ok(RESTOCK, {"sku": sku, "q": 1})
+        restocked += 1
+    finally:
+        await conn.close()
+
+    def settled() -> bool:
+        return (
+            product is not None
+            and product["onHand"] >= 100 + restocked
+            and product["onHand"] == 100 + len(seen_events) - 1
+        )
+
+    while not settled():
+        message = await client.recv(15)
+        assert message["type"] == "next", message
+        data = message["payload"]["data"]
+        if message["id"] == "p":
+            product = data["product"]
+        else:
+            seen_events.append(data["events"])
+    versions = [e["streamVersion"] for e in seen_events]
+    assert versions == list(range(1, len(versions) + 1)), "nothing lost or repeated"
+    assert product is not None and product["onHand"] == 100 + len(versions) - 1 >= 104
