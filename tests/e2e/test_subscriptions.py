@@ -275,3 +275,60 @@ async def test_subscriptions_survive_the_database_killing_every_server_connectio
     versions = [e["streamVersion"] for e in seen_events]
     assert versions == list(range(1, len(versions) + 1)), "nothing lost or repeated"
     assert product is not None and product["onHand"] == 100 + len(versions) - 1 >= 104
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_client_that_never_reads_does_not_slow_other_subscribers(
+    users: Users, server: Any
+) -> None:
+    sku = new_sku()
+    await register(users, sku, "1.00", 10)
+    padding = "x" * 150  # bigger views fill the socket buffers sooner
+    # A client that subscribes, then never reads: websockets stops reading the socket once
+    # its queue of 1 is full, so the server's sends back up.
+    stuck = await websockets.connect(
+        users.url.replace("http", "ws") + "/graphql",
+        subprotocols=["graphql-transport-ws"],
+        max_queue=1,
+        max_size=2**20,
+    )
+    await stuck.send(
+        json.dumps(
+            {"type": "connection_init", "payload": {"Authorization": f"Bearer {token('stuck')}"}}
+        )
+    )
+    for i in range(20):
+        await stuck.send(
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "id": f"s{i}",
+                    "payload": {
+                        "query": "subscription($sku: String!) { product(sku: $sku) { sku name onHand position } }",
+                        "variables": {"sku": sku},
+                    },
+                }
+            )
+        )
+    watcher = await acked(users.url, token("watcher"))
+    await watcher.subscribe("p", PRODUCT_SUB, {"sku": sku})
+    await watcher.next_data("p")
+    before = rss_kib(server.process.pid)
+    for i in range(150):
+        await users.staff.ok(RESTOCK, {"sku": sku, "q": 1})
+        if i % 50 == 49:  # the reading client keeps up all along
+            view = (await watcher.next_data("p"))["product"]
+            while view["onHand"] < 10 + i + 1:
+                view = (await watcher.next_data("p"))["product"]
+    grown = rss_kib(server.process.pid) - before
+    # A loose sanity bound: the strict one is each subscriber's single slot (tests/unit).
+    assert grown < 20_000, f"server grew by {grown} KiB for a client that never reads"
+    await stuck.close()
+    del padding
