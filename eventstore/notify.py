@@ -11,6 +11,8 @@ from typing import Final
 
 import asyncpg
 
+from eventstore.background import BackgroundLoop
+
 CHANNEL: Final = "eventgraph_log"
 LISTENER_APPLICATION_NAME: Final = "eventgraph-listener"
 
@@ -52,18 +54,13 @@ class CoalescingNotifier:
         self._local = local
         self._interval = interval
         self._pending = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("eventgraph-notifier", self._run)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="eventgraph-notifier")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     def committed(self) -> None:
         """Called after an append commits: wakes local readers now, other processes soon."""
@@ -95,19 +92,14 @@ class Listener:
         self._dsn = dsn
         self._handlers = handlers
         self._check_interval = check_interval
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("eventgraph-listener", self._run)
         self.connected = asyncio.Event()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="eventgraph-listener")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         self._handlers[channel](str(payload))

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from eventstore.background import BackgroundLoop
 from projections.read import ReadModels
 from projections.watch import ProjectionWatch
 
@@ -115,22 +116,17 @@ class LiveViews:
             "sales": [self.dashboard],
         }
         watch.subscribe(self._on_advance)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("eventgraph-live-views", self._heal)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
 
     def _on_advance(self, name: str, _position: int) -> None:
         for topic in self._by_projection.get(name, ()):
             topic.request_refresh()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._heal(), name="eventgraph-live-views")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _heal(self) -> None:
         """Whatever a lost notification missed, a periodic refresh delivers."""

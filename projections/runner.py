@@ -9,13 +9,13 @@ flight together, and a standby (polling for the lock) takes over from the last c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
+from eventstore.background import BackgroundLoop
 from eventstore.events import RecordedEvent
 from eventstore.notify import Signal
 from eventstore.store import EventStore, init_connection
@@ -100,22 +100,15 @@ class ProjectionRunner:
         self._poll_interval = poll_interval
         self._standby_interval = standby_interval
         self._linger = linger
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop(f"eventgraph-projector-{self.projection.name}", self._run)
         self.role = "starting"
         self.error: str | None = None
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(
-                self._run(), name=f"eventgraph-projector-{self.projection.name}"
-            )
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         backoff = 0.1

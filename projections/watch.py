@@ -6,13 +6,14 @@ one poll per process catches a lost notification."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
 from collections.abc import Callable
 
 import asyncpg
+
+from eventstore.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,14 @@ class ProjectionWatch:
         self._positions: dict[str, int] = {}
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}
         self._tiebreak = itertools.count()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundLoop("eventgraph-projection-watch", self._poll)
         self._listeners: list[Callable[[str, int], None]] = []
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
 
     def position(self, name: str) -> int:
         return self._positions.get(name, 0)
@@ -79,17 +86,6 @@ class ProjectionWatch:
     async def refresh(self) -> None:
         for row in await self._pool.fetch("SELECT name, position FROM eventgraph.projections"):
             self.advance(row["name"], row["position"])
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._poll(), name="eventgraph-projection-watch")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _poll(self) -> None:
         while True:

@@ -36,6 +36,14 @@ def given(value: T | None) -> T | None:
     return None if value is strawberry.UNSET else value
 
 
+def event_filter(stream_id: str | None, types: list[str] | None) -> None:
+    """The bounds on an events query's or subscription's filter."""
+    if types is not None and (len(types) > 50 or any(len(t) > 100 for t in types)):
+        raise InvalidInput("types: at most 50 names of at most 100 characters")
+    if stream_id is not None and not 1 <= len(stream_id) <= 200:
+        raise InvalidInput("streamId must be 1 to 200 characters")
+
+
 def page_size(first: int, maximum: int) -> int:
     if not 0 <= first <= maximum:
         raise InvalidInput(f"first must be between 0 and {maximum}")
@@ -192,10 +200,7 @@ class Query:
         limit = page_size(first, MAX_EVENTS_PAGE)
         if limit == 0:
             return []
-        if kinds is not None and (len(kinds) > 50 or any(len(t) > 100 for t in kinds)):
-            raise InvalidInput("types: at most 50 names of at most 100 characters")
-        if stream is not None and not 1 <= len(stream) <= 200:
-            raise InvalidInput("streamId must be 1 to 200 characters")
+        event_filter(stream, kinds)
         events = await info.context.shop.store.read_all(
             after or 0, limit, stream_id=stream, types=kinds
         )

@@ -10,11 +10,11 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from domain import values
-from domain.errors import Forbidden, InvalidInput
+from domain.errors import Forbidden
 from eventstore.notify import Signal
 from schema.context import Info
 from schema.errors import CONNECTION_LOST
-from schema.query import SalesDashboard, given
+from schema.query import SalesDashboard, event_filter, given
 from schema.scalars import Position
 from schema.types import DomainEvent, Order, Product
 
@@ -84,10 +84,7 @@ class Subscription:
     ) -> AsyncGenerator[DomainEvent, None]:
         info.context.actor.require_staff()
         stream, kinds = given(stream_id), given(types)
-        if kinds is not None and (len(kinds) > 50 or any(len(t) > 100 for t in kinds)):
-            raise InvalidInput("types: at most 50 names of at most 100 characters")
-        if stream is not None and not 1 <= len(stream) <= 200:
-            raise InvalidInput("streamId must be 1 to 200 characters")
+        event_filter(stream, kinds)
         store = info.context.shop.store
         signal = info.context.services.log_signal
         position = after or 0
