@@ -70,7 +70,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(dsn, run_projectors=run_projectors) as runtime:
+        async with open_runtime(
+            dsn,
+            run_projectors=run_projectors,
+            broadcast_url=settings.broadcast_url,
+            position_poll_seconds=settings.position_poll_seconds,
+        ) as runtime:
             live = LiveViews(ReadModels(runtime.pool), runtime.watch)
             live.start()
             app.state.runtime = runtime

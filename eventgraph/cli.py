@@ -76,7 +76,9 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(dsn, run_projectors=True, max_pool=4):
+        async with open_runtime(
+            dsn, run_projectors=True, max_pool=4, broadcast_url=settings.broadcast_url
+        ):
             print("projectors running; Ctrl-C to stop", file=sys.stderr, flush=True)
             await stop.wait()
 

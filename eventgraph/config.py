@@ -16,6 +16,7 @@ class Settings:
     broadcast_url: str
     read_wait_seconds: float
     max_lag_events: int
+    position_poll_seconds: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -27,6 +28,7 @@ class Settings:
             broadcast_url=env.get("EVENTGRAPH_BROADCAST_URL", "memory://"),
             read_wait_seconds=float(env.get("EVENTGRAPH_READ_WAIT_SECONDS", "5")),
             max_lag_events=int(env.get("EVENTGRAPH_MAX_LAG_EVENTS", "10000")),
+            position_poll_seconds=float(env.get("EVENTGRAPH_POSITION_POLL_SECONDS", "0.5")),
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.upcasters import UPCASTERS
+from eventgraph.fanout import Fanout
 from eventstore.migrate import migrate
 from eventstore.notify import CHANNEL as LOG_CHANNEL
 from eventstore.notify import CoalescingNotifier, Listener, Signal
@@ -18,7 +19,6 @@ from eventstore.upcasting import UpcasterRegistry
 from projections import all_projections
 from projections.generations import ensure_projection
 from projections.runner import ProjectionRunner
-from projections.watch import CHANNEL as PROJECTION_CHANNEL
 from projections.watch import ProjectionWatch
 
 
@@ -31,6 +31,7 @@ class Runtime:
     listener: Listener
     watch: ProjectionWatch
     runners: list[ProjectionRunner]
+    fanout: Fanout
 
 
 def shop_upcasters() -> UpcasterRegistry:
@@ -60,7 +61,12 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncp
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    dsn: str, *, run_projectors: bool = True, max_pool: int = 20
+    dsn: str,
+    *,
+    run_projectors: bool = True,
+    max_pool: int = 20,
+    broadcast_url: str = "memory://",
+    position_poll_seconds: float = 0.5,
 ) -> AsyncIterator[Runtime]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -73,17 +79,16 @@ async def open_runtime(
     signal = Signal()
     notifier = CoalescingNotifier(pool, signal)
     store = EventStore(pool, shop_upcasters(), notifier)
-    watch = ProjectionWatch(pool)
+    watch = ProjectionWatch(pool, position_poll_seconds)
+    fanout = Fanout(broadcast_url, watch)
 
-    def on_projection(payload: str | None) -> None:
-        if payload:
-            watch.on_notification(payload)
+    def applied(name: str, position: int) -> None:
+        watch.advance(name, position)
+        fanout.offer(name, position)
 
-    listener = Listener(
-        dsn, {LOG_CHANNEL: lambda _: signal.fire(), PROJECTION_CHANNEL: on_projection}
-    )
+    listener = Listener(dsn, {LOG_CHANNEL: lambda _: signal.fire()})
     runners = (
-        [ProjectionRunner(p, dsn, store, signal, watch.advance) for p in all_projections()]
+        [ProjectionRunner(p, dsn, store, signal, applied) for p in all_projections()]
         if run_projectors
         else []
     )
@@ -91,13 +96,15 @@ async def open_runtime(
     listener.start()
     await watch.refresh()
     watch.start()
+    fanout.start()
     for runner in runners:
         runner.start()
     try:
-        yield Runtime(dsn, pool, store, signal, listener, watch, runners)
+        yield Runtime(dsn, pool, store, signal, listener, watch, runners, fanout)
     finally:
         for runner in reversed(runners):
             await runner.stop()
+        await fanout.stop()
         await watch.stop()
         await listener.stop()
         await notifier.stop()

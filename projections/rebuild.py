@@ -15,7 +15,6 @@ from eventstore.store import EventStore, init_connection
 from projections.base import Projection
 from projections.generations import create_generation, ensure_projection, point_views, schema_name
 from projections.runner import apply_batch
-from projections.watch import CHANNEL
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,6 @@ async def rebuild(
                 position,
                 projection.version,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{name}:{position}")
         # Readers still inside a query on the old tables finish first: DROP waits for them.
         for old in range(1, generation):
             await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name(name, old)} CASCADE")

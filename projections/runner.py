@@ -21,7 +21,6 @@ from eventstore.notify import Signal
 from eventstore.store import EventStore, init_connection
 from projections.base import Projection
 from projections.generations import schema_name
-from projections.watch import CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +193,6 @@ class ProjectionRunner:
                 "failed" if failure else "running",
                 str(failure) if failure else None,
             )
-            if position > seen.position:
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{name}:{position}")
         if failure is not None:
             self.error = str(failure)
             log.error("projector %s stopped: %s", name, failure)

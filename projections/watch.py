@@ -1,7 +1,7 @@
 """What each projection has applied, as this process knows it, and waiting for a position
 (read your own writes). Waiters cost no query each: they are woken when the position moves,
-which the local projector reports directly and other processes' projectors by notification;
-one poll per process catches a lost notification."""
+which the local projector reports directly and other processes' projectors through the
+fan-out (eventgraph/fanout.py); one poll per process catches whatever that missed."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ import asyncpg
 from eventstore.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
-
-CHANNEL = "eventgraph_projections"
 
 
 class ProjectionWatch:

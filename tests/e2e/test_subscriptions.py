@@ -332,3 +332,52 @@ async def test_a_client_that_never_reads_does_not_slow_other_subscribers(
     assert grown < 20_000, f"server grew by {grown} KiB for a client that never reads"
     await stuck.close()
     del padding
+
+
+@pytest.mark.parametrize("fanout", ["postgres", "redis"])
+async def test_two_servers_fan_out_through_broadcaster(
+    users: Users, server_url: str, tmp_path: Any, fanout: str
+) -> None:
+    """The first server leads every projection; the second hears of their progress only
+    through the fan-out (its own polling is slowed to a minute), so a read-your-writes query
+    and a live view on it prove the broadcaster path."""
+    from tests.conftest import fresh_database
+    from tests.e2e.conftest import Api, start_server, stop_server
+    from tests.integration.test_fanout import REDIS_URL, redis_available
+
+    if fanout == "redis" and not redis_available():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    async with fresh_database(server_url) as database:
+        url = REDIS_URL if fanout == "redis" else database
+        env = {
+            "EVENTGRAPH_BROADCAST_URL": url,
+            "EVENTGRAPH_POSITION_POLL_SECONDS": "60",
+            "EVENTGRAPH_READ_WAIT_SECONDS": "5",
+        }
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        leader = start_server(database, tmp_path / "a", **env)
+        follower = None
+        try:
+            follower = start_server(database, tmp_path / "b", **env)
+            staff_a = Api(users.client, leader.url, token("staff-a", "staff"))
+            staff_b = Api(users.client, follower.url, token("staff-b", "staff"))
+            sku = new_sku()
+            registered = await staff_a.ok(
+                'mutation($s: String!) { registerProduct(sku: $s, name: "x", unitPrice: "1.00", initialStock: 5) { position } }',
+                {"s": sku},
+            )
+            found = await staff_b.ok(
+                "query($s: String!, $at: Position) { product(sku: $s, atLeast: $at) { onHand } }",
+                {"s": sku, "at": registered["registerProduct"]["position"]},
+            )
+            assert found["product"]["onHand"] == 5
+            client = await acked(follower.url, token("watcher-b"))
+            await client.subscribe("p", PRODUCT_SUB, {"sku": sku})
+            assert (await client.next_data("p"))["product"]["onHand"] == 5
+            await staff_b.ok(RESTOCK, {"sku": sku, "q": 2})
+            assert (await client.next_data("p"))["product"]["onHand"] == 7
+        finally:
+            for s in (follower, leader):
+                if s is not None:
+                    stop_server(s)

@@ -1,0 +1,116 @@
+"""Fan-out between processes through `broadcaster`: each projector announces "projection K is
+at position P" after it commits, and every process feeds what it hears to its watch, which
+wakes read-your-writes waiters and refreshes live views.
+
+broadcaster neither reconnects nor notices a dead backend (its Redis listener can die
+silently), so this wrapper sends itself a heartbeat every second and treats three seconds of
+silence, or any error, as a lost connection: it reconnects, then re-reads every projection's
+position, which also refreshes every live view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from broadcaster import Broadcast
+
+from eventstore.background import BackgroundLoop
+from projections.watch import ProjectionWatch
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "eventgraph.projections"
+
+
+class Fanout:
+    def __init__(
+        self,
+        url: str,
+        watch: ProjectionWatch,
+        heartbeat: float = 1.0,
+        dead_after: float = 3.0,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.url = url
+        self._watch = watch
+        self._heartbeat = heartbeat
+        self._dead_after = dead_after
+        self._on_reconnect = on_reconnect or watch.refresh
+        self._pending: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._me = uuid.uuid4().hex[:8]
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._loop = BackgroundLoop("eventgraph-fanout", self._run)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    def offer(self, name: str, position: int) -> None:
+        """Announce a projection's progress to the other processes (the newest wins)."""
+        if position > self._pending.get(name, 0):
+            self._pending[name] = position
+            self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            broadcast = Broadcast(self.url)
+            try:
+                await broadcast.connect()
+                async with broadcast.subscribe(CHANNEL) as subscriber:
+                    self.connected.set()
+                    await self._on_reconnect()
+                    backoff = 0.1
+                    tasks = [
+                        asyncio.create_task(self._send(broadcast)),
+                        asyncio.create_task(self._beat(broadcast)),
+                    ]
+                    try:
+                        while True:
+                            async with asyncio.timeout(self._dead_after):
+                                event = await subscriber.get()
+                            if not event.message.startswith("hb:"):
+                                self._watch.on_notification(event.message)
+                    finally:
+                        for task in tasks:
+                            task.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broadcaster raises whatever its backend raises
+                log.warning("fan-out via %s lost, reconnecting: %r", self._safe_url(), exc)
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(broadcast.disconnect(), 2)
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _beat(self, broadcast: Broadcast) -> None:
+        while True:
+            await broadcast.publish(CHANNEL, f"hb:{self._me}:{time.monotonic():.3f}")
+            await asyncio.sleep(self._heartbeat)
+
+    async def _send(self, broadcast: Broadcast) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            try:
+                for name, position in pending.items():
+                    await broadcast.publish(CHANNEL, f"{name}:{position}")
+            except Exception:
+                for name, position in pending.items():
+                    self.offer(name, position)
+                raise
+
+    def _safe_url(self) -> str:
+        return self.url.split("@")[-1]
