@@ -105,4 +105,6 @@ def create_app(
     ]
     if os.environ.get("EVENTGRAPH_BENCH_ENDPOINTS") == "1":
         routes.append(Route("/bench/product", bench_product))
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.sessions = set()
+    return app

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -17,10 +18,34 @@ from eventgraph.database import database_url
 from eventstore.migrate import migrate
 
 
+def _draining_server() -> type:
+    import uvicorn
+
+    from eventgraph.graphql_ws import drain_sessions
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM: stop accepting, end open subscriptions cleanly (`complete`, then close
+        1001), let in-flight requests finish, then shut the application down."""
+
+        def __init__(self, config: uvicorn.Config, sessions: set[Any]) -> None:
+            super().__init__(config)
+            self.sessions = sessions
+
+        async def shutdown(self, sockets: list[Any] | None = None) -> None:
+            for server in self.servers:
+                server.close()
+            await drain_sessions(self.sessions)
+            await super().shutdown(sockets)
+
+    return DrainingServer
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from eventgraph.app import create_app
+
+    DrainingServer = _draining_server()
 
     _, generated = settings.resolve_jwt_secret()
     if generated:
@@ -35,14 +60,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with database_url(settings.database_url, settings.data_dir) as dsn:
         app = create_app(dsn, settings)
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
-            access_log=args.access_log,
             host=args.host,
             port=args.port,
+            access_log=args.access_log,
             log_level="info",
             timeout_graceful_shutdown=10,
         )
+        DrainingServer(config, app.state.sessions).run()
     return 0
 
 

@@ -59,8 +59,20 @@ class Session:
             if self.ws.application_state == WebSocketState.CONNECTED:
                 await self.ws.send_text(orjson.dumps(message).decode())
 
+    async def drain(self) -> None:
+        """Server shutdown: end every subscription with `complete`, then close (1001)."""
+        ids = list(self.subscriptions)
+        for task in self.subscriptions.values():
+            task.cancel()
+        for op_id in ids:
+            with contextlib.suppress(Exception):
+                await self.send({"type": "complete", "id": op_id})
+        await self.close(1001, "Server shutting down")
+
     async def run(self) -> None:
         expiry: asyncio.Task[None] | None = None
+        sessions: set[Session] = self.ws.app.state.sessions
+        sessions.add(self)
         try:
             async with asyncio.timeout(INIT_TIMEOUT):
                 first = await self.receive()
@@ -75,6 +87,7 @@ class Session:
         except TimeoutError:
             await self.close(4408, "Connection initialisation timeout")
         finally:
+            sessions.discard(self)
             if expiry is not None:
                 expiry.cancel()
             for task in self.subscriptions.values():
@@ -254,3 +267,10 @@ async def graphql_ws(websocket: WebSocket) -> None:
         return
     await websocket.accept(subprotocol=protocol)
     await Session(websocket, protocol).run()
+
+
+async def drain_sessions(sessions: set[Session], seconds: float = 3.0) -> None:
+    if sessions:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await asyncio.gather(*(s.drain() for s in list(sessions)), return_exceptions=True)

@@ -381,3 +381,33 @@ async def test_two_servers_fan_out_through_broadcaster(
             for s in (follower, leader):
                 if s is not None:
                     stop_server(s)
+
+
+async def test_sigterm_completes_open_subscriptions_and_exits_promptly(
+    users: Users, server_database_url: str, tmp_path: Any
+) -> None:
+    import signal
+    import time
+
+    from tests.e2e.conftest import start_server
+
+    sku = new_sku()
+    await register(users, sku, "1.00", 5)
+    other = start_server(server_database_url, tmp_path)
+    client = await acked(other.url, token("leaving"))
+    await client.subscribe("p", PRODUCT_SUB, {"sku": sku})
+    await client.subscribe("m", MY_ORDERS)
+    await client.next_data("p")
+    started = time.monotonic()
+    other.process.send_signal(signal.SIGTERM)
+    completed = set()
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            message = await client.recv(10)
+            if message["type"] == "complete":
+                completed.add(message["id"])
+    assert completed == {"p", "m"}
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    other.process.wait(15)
+    assert time.monotonic() - started < 12
+    assert other.process.returncode is not None
