@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -41,6 +40,7 @@ class Fanout:
         self._dead_after = dead_after
         self._on_reconnect = on_reconnect or watch.refresh
         self._pending: dict[str, int] = {}
+        self._latest: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._me = uuid.uuid4().hex[:8]
         self.connected = asyncio.Event()
@@ -55,7 +55,8 @@ class Fanout:
 
     def offer(self, name: str, position: int) -> None:
         """Announce a projection's progress to the other processes (the newest wins)."""
-        if position > self._pending.get(name, 0):
+        if position > self._latest.get(name, 0):
+            self._latest[name] = position
             self._pending[name] = position
             self._wake.set()
 
@@ -77,8 +78,7 @@ class Fanout:
                         while True:
                             async with asyncio.timeout(self._dead_after):
                                 event = await subscriber.get()
-                            if not event.message.startswith("hb:"):
-                                self._watch.on_notification(event.message)
+                            self._receive(event.message)
                     finally:
                         for task in tasks:
                             task.cancel()
@@ -94,9 +94,22 @@ class Fanout:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
+    def _receive(self, message: str) -> None:
+        if message.startswith("hb:"):
+            # hb:<sender>:<name>:<position>;<name>:<position>;...
+            _, _, rest = message[3:].partition(":")
+            for entry in filter(None, rest.split(";")):
+                self._watch.on_notification(entry)
+        else:
+            self._watch.on_notification(message)
+
     async def _beat(self, broadcast: Broadcast) -> None:
+        """The heartbeat proves the connection alive and repeats this process's latest
+        announcements, so that one missed while a peer was reconnecting arrives within a
+        beat."""
         while True:
-            await broadcast.publish(CHANNEL, f"hb:{self._me}:{time.monotonic():.3f}")
+            latest = ";".join(f"{name}:{position}" for name, position in self._latest.items())
+            await broadcast.publish(CHANNEL, f"hb:{self._me}:{latest}")
             await asyncio.sleep(self._heartbeat)
 
     async def _send(self, broadcast: Broadcast) -> None:

@@ -47,7 +47,7 @@ async def test_progress_reaches_every_process_and_survives_a_dropped_backend(
     # Two "processes": each its own watch and fan-out; positions polled only every minute, so
     # that only the fan-out can deliver within the test.
     watches = [ProjectionWatch(pool, poll_interval=60), ProjectionWatch(pool, poll_interval=60)]
-    fanouts = [Fanout(backend_url, w, heartbeat=0.2, dead_after=1.0) for w in watches]
+    fanouts = [Fanout(backend_url, w, heartbeat=0.2, dead_after=2.0) for w in watches]
     for f in fanouts:
         f.start()
     try:
