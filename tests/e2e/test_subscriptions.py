@@ -411,3 +411,32 @@ async def test_sigterm_completes_open_subscriptions_and_exits_promptly(
     other.process.wait(15)
     assert time.monotonic() - started < 12
     assert other.process.returncode is not None
+
+
+async def test_an_expiring_token_closes_the_connection(users: Users) -> None:
+    from eventgraph.auth import mint_token
+    from tests.e2e.conftest import SECRET
+
+    short = mint_token(SECRET, "brief", "customer", ttl_seconds=2)
+    client = await acked(users.url, short)
+    await client.subscribe("m", MY_ORDERS)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await client.recv(10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_a_connection_has_a_cap_on_open_subscriptions(users: Users) -> None:
+    from eventgraph.graphql_ws import MAX_SUBSCRIPTIONS
+
+    client = await acked(users.url, token("greedy"))
+    for i in range(MAX_SUBSCRIPTIONS):
+        await client.subscribe(f"s{i}", MY_ORDERS)
+    await client.subscribe("one-too-many", MY_ORDERS)
+    message = await client.recv()
+    assert message["type"] == "error" and message["id"] == "one-too-many"
+    assert message["payload"][0]["extensions"]["code"] == "BAD_REQUEST"
+    await client.send({"type": "complete", "id": "s0"})
+    await client.subscribe("fits-now", MY_ORDERS)
+    await client.send({"type": "ping"})
+    assert (await client.recv())["type"] == "pong"  # no error came for "fits-now"
