@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from eventgraph.auth import TokenVerifier
 from eventgraph.commands import Shop
@@ -62,6 +64,27 @@ async def bench_product(request: Request) -> JSONResponse:
     )
 
 
+async def bench_ws(websocket: WebSocket) -> None:
+    """A plain Starlette WebSocket that receives broadcasts: the baseline of bench/."""
+    await websocket.accept()
+    clients: set[WebSocket] = websocket.app.state.bench_clients
+    clients.add(websocket)
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        clients.discard(websocket)
+
+
+async def bench_broadcast(request: Request) -> JSONResponse:
+    message = (await request.body()).decode()
+    clients = list(request.app.state.bench_clients)
+    await asyncio.gather(*(c.send_text(message) for c in clients), return_exceptions=True)
+    return JSONResponse({"sent": len(clients)})
+
+
 def create_app(
     dsn: str, settings: Settings | None = None, *, run_projectors: bool = True
 ) -> Starlette:
@@ -105,6 +128,9 @@ def create_app(
     ]
     if os.environ.get("EVENTGRAPH_BENCH_ENDPOINTS") == "1":
         routes.append(Route("/bench/product", bench_product))
+        routes.append(Route("/bench/broadcast", bench_broadcast, methods=["POST"]))
+        routes.append(WebSocketRoute("/bench/ws", bench_ws))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sessions = set()
+    app.state.bench_clients = set()
     return app
