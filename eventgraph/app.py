@@ -18,6 +18,7 @@ from eventgraph.commands import Shop
 from eventgraph.config import Settings
 from eventgraph.graphql_http import graphql_http
 from eventgraph.graphql_ws import graphql_ws
+from eventgraph.multiplex import Multiplexer
 from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
 from projections.live import LiveViews
@@ -132,5 +133,6 @@ def create_app(
         routes.append(WebSocketRoute("/bench/ws", bench_ws))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sessions = set()
+    app.state.multiplexer = Multiplexer()
     app.state.bench_clients = set()
     return app

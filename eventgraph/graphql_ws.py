@@ -8,14 +8,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, OperationType
+from graphql import ExecutionResult, FieldNode, GraphQLError, OperationDefinitionNode, OperationType
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from eventgraph.auth import AuthError, Principal, TokenVerifier, bearer
+from eventgraph.multiplex import Multiplexer
 from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
@@ -27,6 +28,8 @@ LEGACY_WS = "graphql-ws"
 MAX_SUBSCRIPTIONS = 100
 MAX_MESSAGE_BYTES = 64 * 1024
 INIT_TIMEOUT = 10.0
+SHARED_BY_ROLE = {"product", "salesDashboard"}
+SHARED_BY_USER = {"order", "myOrders"}
 
 
 class Close(Exception):
@@ -55,9 +58,12 @@ class Session:
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(orjson.dumps(message).decode())
+
+    async def send_text(self, text: str) -> None:
         async with self._send_lock:
             if self.ws.application_state == WebSocketState.CONNECTED:
-                await self.ws.send_text(orjson.dumps(message).decode())
+                await self.ws.send_text(text)
 
     async def drain(self) -> None:
         """Server shutdown: end every subscription with `complete`, then close (1001)."""
@@ -199,7 +205,9 @@ class Session:
             await self.error(op_id, [operation])
             return
         task = asyncio.create_task(
-            self.run_operation(op_id, prepared.document, operation, variables, operation_name)
+            self.run_operation(
+                op_id, query, prepared.document, operation, variables, operation_name
+            )
         )
         self.subscriptions[op_id] = task
         task.add_done_callback(
@@ -218,6 +226,7 @@ class Session:
     async def run_operation(
         self,
         op_id: str,
+        query: str,
         document: Any,
         operation: OperationType,
         variables: Any,
@@ -229,6 +238,9 @@ class Session:
             if operation is not OperationType.SUBSCRIPTION:
                 result = await self.executor.execute(document, context, variables, operation_name)
                 await self.send({"type": next_type, "id": op_id, "payload": _result(result)})
+            elif (key := self.share_key(query, document, variables, operation_name)) is not None:
+                await self.relay_shared(op_id, key, document, context, variables, operation_name)
+                return
             else:
                 stream = await self.executor.subscribe(document, context, variables, operation_name)
                 if isinstance(stream, ExecutionResult):
@@ -243,6 +255,66 @@ class Session:
                 exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
             )
             await self.error(op_id, [error])
+
+    def share_key(
+        self, query: str, document: Any, variables: Any, operation_name: Any
+    ) -> Hashable | None:
+        """Live views whose result depends only on the document, its variables and the
+        caller's role (or, for an order, the caller) share one execution; `events` never
+        does, since each subscriber catches up from its own position."""
+        operation = next(
+            (
+                d
+                for d in document.definitions
+                if isinstance(d, OperationDefinitionNode)
+                and (operation_name is None or (d.name and d.name.value == operation_name))
+            ),
+            None,
+        )
+        if operation is None or self.principal is None:
+            return None
+        roots = {
+            s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)
+        }
+        if not roots or not roots <= SHARED_BY_ROLE | SHARED_BY_USER:
+            return None
+        who = self.principal.sub if roots & SHARED_BY_USER else None
+        return (
+            id(document),
+            orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS),
+            operation_name,
+            self.principal.role,
+            who,
+        )
+
+    async def relay_shared(
+        self,
+        op_id: str,
+        key: Hashable,
+        document: Any,
+        context: Context,
+        variables: Any,
+        operation_name: Any,
+    ) -> None:
+        multiplexer: Multiplexer = self.ws.app.state.multiplexer
+        member = multiplexer.join(
+            key, lambda: self.executor.subscribe(document, context, variables, operation_name)
+        )
+        kind = "data" if self.legacy else "next"
+        head = f'{{"type":"{kind}","id":{orjson.dumps(op_id).decode()},"payload":'
+        try:
+            while (payload := await member.take()) is not None:
+                await self.send_text(head + payload.decode() + "}")
+            ended = member.shared.ended
+            if ended is not None and ended[0] == "error":
+                errors = orjson.loads(ended[1])
+                await self.send(
+                    {"type": "error", "id": op_id, "payload": errors[0] if self.legacy else errors}
+                )
+            else:
+                await self.send({"type": "complete", "id": op_id})
+        finally:
+            member.shared.leave(member)
 
     async def relay(
         self, op_id: str, stream: AsyncIterator[ExecutionResult], next_type: str

@@ -440,3 +440,21 @@ async def test_a_connection_has_a_cap_on_open_subscriptions(users: Users) -> Non
     await client.subscribe("fits-now", MY_ORDERS)
     await client.send({"type": "ping"})
     assert (await client.recv())["type"] == "pong"  # no error came for "fits-now"
+
+
+async def test_identical_subscriptions_share_views_and_leave_independently(users: Users) -> None:
+    sku = new_sku()
+    await register(users, sku, "1.00", 10)
+    first = await acked(users.url, token("twin-1"))
+    second = await acked(users.url, token("twin-2"))
+    await first.subscribe("a", PRODUCT_SUB, {"sku": sku})
+    await second.subscribe("b", PRODUCT_SUB, {"sku": sku})
+    assert await first.next_data("a") == await second.next_data("b")
+    await users.staff.ok(RESTOCK, {"sku": sku, "q": 1})
+    assert await first.next_data("a") == await second.next_data("b")
+    await first.ws.close()
+    await users.staff.ok(RESTOCK, {"sku": sku, "q": 1})
+    assert (await second.next_data("b"))["product"]["onHand"] == 12
+    late = await acked(users.url, token("twin-3"))
+    await late.subscribe("c", PRODUCT_SUB, {"sku": sku})
+    assert (await late.next_data("c"))["product"]["onHand"] == 12  # the current view first
