@@ -37,10 +37,10 @@ class Server:
     log: Path
 
 
-def start_server(database_url: str, tmp: Path, **env: str) -> Server:
-    port = free_port()
-    log = tmp / f"server-{port}.log"
-    process = subprocess.Popen(
+def _spawn(
+    port: int, database_url: str, tmp: Path, out: Any, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "eventgraph.cli", "serve", "--port", str(port)],
         env={
             **os.environ,
@@ -50,9 +50,16 @@ def start_server(database_url: str, tmp: Path, **env: str) -> Server:
             "EVENTGRAPH_READ_WAIT_SECONDS": "1",
             **env,
         },
-        stdout=log.open("wb"),
+        stdout=out,
         stderr=subprocess.STDOUT,
     )
+
+
+def start_server(database_url: str, tmp: Path, **env: str) -> Server:
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        process = _spawn(port, database_url, tmp, out, env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -127,12 +127,13 @@ def spawn_projector(
     database_url: str, tmp: Path, name: str
 ) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp / f"{name}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "eventgraph.cli", "project"],
-        env={**os.environ, "DATABASE_URL": database_url, "EVENTGRAPH_DATA_DIR": str(tmp)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "eventgraph.cli", "project"],
+            env={**os.environ, "DATABASE_URL": database_url, "EVENTGRAPH_DATA_DIR": str(tmp)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return process, log
 
 
