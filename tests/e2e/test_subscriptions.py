@@ -458,3 +458,46 @@ async def test_identical_subscriptions_share_views_and_leave_independently(users
     late = await acked(users.url, token("twin-3"))
     await late.subscribe("c", PRODUCT_SUB, {"sku": sku})
     assert (await late.next_data("c"))["product"]["onHand"] == 12  # the current view first
+
+
+async def test_sales_dashboard_subscription_for_staff(users: Users) -> None:
+    sku = new_sku()
+    await register(users, sku, "1.00", 10)
+    client = await acked(users.url, token("boss", "staff"))
+    await client.subscribe("d", DASHBOARD_SUB)
+    first = (await client.next_data("d"))["salesDashboard"]
+    placed = await place(users.alice, [(sku, 1)])
+    view = first
+    while view["position"] < placed["position"]:
+        view = (await client.next_data("d"))["salesDashboard"]
+        assert view["position"] > first["position"]
+    assert view["ordersPlaced"] >= first["ordersPlaced"] + 1
+
+
+async def test_events_subscription_under_several_concurrent_writers_is_exactly_the_log(
+    users: Users,
+) -> None:
+    skus = [new_sku() for _ in range(4)]
+    for sku in skus:
+        await register(users, sku, "1.00", 1000)
+    start = await users.staff.ok("query { events(first: 1, after: 0) { position } }")
+    del start
+    head = (await users.staff.ok(RESTOCK, {"sku": skus[0], "q": 1}))["restockProduct"]["position"]
+    client = await acked(users.url, users.staff.headers["Authorization"].split()[1])
+    await client.subscribe("e", EVENTS_SUB, {"after": head, "stream": None})
+
+    async def writer(sku: str) -> None:
+        for _ in range(15):
+            await users.staff.ok(RESTOCK, {"sku": sku, "q": 1})
+
+    await asyncio.gather(*(writer(s) for s in skus))
+    log = (
+        await users.staff.ok(
+            "query($after: Position) { events(after: $after, first: 1000) { position eventId } }",
+            {"after": head},
+        )
+    )["events"]
+    got = []
+    while len(got) < len(log):
+        got.append((await client.next_data("e"))["events"]["position"])
+    assert got == [e["position"] for e in log] and len(got) >= 60
