@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -326,9 +325,3 @@ class EventStore:
     async def head(self) -> int:
         """The highest position that readers can safely reach now."""
         return await self.frontier.refresh()
-
-    async def get_event(self, event_id: uuid.UUID) -> RecordedEvent | None:
-        row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM eventgraph.events WHERE event_id = $1", event_id
-        )
-        return None if row is None else self.upcasters.upcast(_record(row))

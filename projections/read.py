@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -14,16 +13,6 @@ import asyncpg
 class Page:
     rows: list[asyncpg.Record]
     has_next: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Dashboard:
-    orders_placed: int
-    orders_paid: int
-    orders_shipped: int
-    orders_cancelled: int
-    revenue: Decimal
-    position: int
 
 
 class ReadModels:
@@ -75,24 +64,6 @@ class ReadModels:
         )
         return Page(rows[:limit], len(rows) > limit)
 
-    async def dashboard(self) -> Dashboard:
-        # The dashboard is as of the projection's checkpoint: everything up to it is counted
-        # (the two move in one transaction, so one statement reads them consistently).
-        row = await self._pool.fetchrow(
-            "SELECT t.orders_placed, t.orders_paid, t.orders_shipped, t.orders_cancelled,"
-            " t.revenue, p.position FROM readmodel.sales_totals t"
-            " JOIN eventgraph.projections p ON p.name = 'sales' WHERE t.id = 1"
-        )
-        assert row is not None
-        return Dashboard(
-            row["orders_placed"],
-            row["orders_paid"],
-            row["orders_shipped"],
-            row["orders_cancelled"],
-            row["revenue"],
-            row["position"],
-        )
-
     async def top_products(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(
             "SELECT sku, units_sold, revenue FROM readmodel.sales_products WHERE units_sold > 0"
@@ -123,6 +94,8 @@ class ReadModels:
         )
 
     async def dashboard_row(self) -> asyncpg.Record:
+        """As of the projection's checkpoint: everything up to it is counted (the two move in
+        one transaction, so one statement reads them consistently)."""
         row = await self._pool.fetchrow(
             "SELECT t.orders_placed, t.orders_paid, t.orders_shipped, t.orders_cancelled,"
             " t.revenue, p.position FROM readmodel.sales_totals t"

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
+import asyncpg
 import strawberry
 
 from domain import values
@@ -58,6 +59,17 @@ class SalesDashboard:
     orders_cancelled: int
     revenue: Decimal = strawberry.field(description="Payments captured minus refunds.")
     position: Position
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> SalesDashboard:
+        return cls(
+            orders_placed=row["orders_placed"],
+            orders_paid=row["orders_paid"],
+            orders_shipped=row["orders_shipped"],
+            orders_cancelled=row["orders_cancelled"],
+            revenue=row["revenue"],
+            position=row["position"],
+        )
 
     @strawberry.field(description="Best sellers by units in orders that were not cancelled.")
     async def top_products(self, info: Info, limit: int = 5) -> list[ProductSales]:
@@ -174,15 +186,7 @@ class Query:
     ) -> SalesDashboard:
         info.context.actor.require_staff()
         await info.context.at_least("sales", given(at_least))
-        d = await info.context.reads.dashboard()
-        return SalesDashboard(
-            orders_placed=d.orders_placed,
-            orders_paid=d.orders_paid,
-            orders_shipped=d.orders_shipped,
-            orders_cancelled=d.orders_cancelled,
-            revenue=d.revenue,
-            position=d.position,
-        )
+        return SalesDashboard.from_row(await info.context.reads.dashboard_row())
 
     @strawberry.field(
         description="Staff only. The raw log in position order, upcast to current schema versions."

@@ -61,14 +61,7 @@ class Subscription:
         first = await info.context.reads.dashboard_row()
         async with contextlib.aclosing(live.watch(live.dashboard, "dashboard", first)) as views:
             async for row in views:
-                yield SalesDashboard(
-                    orders_placed=row["orders_placed"],
-                    orders_paid=row["orders_paid"],
-                    orders_shipped=row["orders_shipped"],
-                    orders_cancelled=row["orders_cancelled"],
-                    revenue=row["revenue"],
-                    position=row["position"],
-                )
+                yield SalesDashboard.from_row(row)
 
     @strawberry.subscription(
         description=(
