@@ -10,11 +10,14 @@ from typing import ClassVar, assert_never
 
 from domain import values
 from domain.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from domain.ids import OrderId
 from domain.values import Actor
 
+STREAM_PREFIX = "order-"
 
-def stream_id(order_id: str) -> str:
-    return f"order-{order_id}"
+
+def stream_id(order_id: OrderId) -> str:
+    return f"{STREAM_PREFIX}{order_id}"
 
 
 class OrderStatus(StrEnum):
@@ -43,7 +46,7 @@ class OrderPlaced:
     """v2 added `total`; v1 events are upcast by `domain.upcasters`."""
 
     schema_version: ClassVar[int] = 2
-    order_id: str
+    order_id: OrderId
     customer_id: str
     lines: tuple[OrderLine, ...]
     total: Decimal
@@ -52,8 +55,10 @@ class OrderPlaced:
 
 @dataclass(frozen=True, slots=True)
 class PaymentProcessed:
-    schema_version: ClassVar[int] = 1
-    order_id: str
+    """v2: `orderId` is canonical (see `domain.ids`); v1 may hold any spelling of it."""
+
+    schema_version: ClassVar[int] = 2
+    order_id: OrderId
     amount: Decimal
     amount_paid: Decimal
     """The order's amount paid after this payment."""
@@ -62,15 +67,19 @@ class PaymentProcessed:
 
 @dataclass(frozen=True, slots=True)
 class OrderShipped:
-    schema_version: ClassVar[int] = 1
-    order_id: str
+    """v2: `orderId` is canonical (see `domain.ids`); v1 may hold any spelling of it."""
+
+    schema_version: ClassVar[int] = 2
+    order_id: OrderId
     occurred_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class OrderCancelled:
-    schema_version: ClassVar[int] = 1
-    order_id: str
+    """v2: `orderId` is canonical (see `domain.ids`); v1 may hold any spelling of it."""
+
+    schema_version: ClassVar[int] = 2
+    order_id: OrderId
     reason: str
     cancelled_by: str
     occurred_at: datetime
@@ -78,8 +87,10 @@ class OrderCancelled:
 
 @dataclass(frozen=True, slots=True)
 class PaymentRefunded:
-    schema_version: ClassVar[int] = 1
-    order_id: str
+    """v2: `orderId` is canonical (see `domain.ids`); v1 may hold any spelling of it."""
+
+    schema_version: ClassVar[int] = 2
+    order_id: OrderId
     amount: Decimal
     occurred_at: datetime
 
@@ -93,7 +104,7 @@ OrderEvent = OrderPlaced | PaymentProcessed | OrderShipped | OrderCancelled | Pa
 class PlaceOrder:
     """`lines` are priced from the catalogue by the caller, at placing time."""
 
-    order_id: str
+    order_id: OrderId
     lines: tuple[OrderLine, ...]
     actor: Actor
     at: datetime
@@ -101,7 +112,7 @@ class PlaceOrder:
 
 @dataclass(frozen=True, slots=True)
 class PayOrder:
-    order_id: str
+    order_id: OrderId
     amount: Decimal
     actor: Actor
     at: datetime
@@ -109,14 +120,14 @@ class PayOrder:
 
 @dataclass(frozen=True, slots=True)
 class ShipOrder:
-    order_id: str
+    order_id: OrderId
     actor: Actor
     at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
-    order_id: str
+    order_id: OrderId
     reason: str
     actor: Actor
     at: datetime
@@ -129,7 +140,7 @@ OrderCommand = PlaceOrder | PayOrder | ShipOrder | CancelOrder
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    order_id: str
+    order_id: OrderId
     customer_id: str
     status: OrderStatus
     lines: tuple[OrderLine, ...]
@@ -210,9 +221,11 @@ def validate_lines(lines: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int],
     return lines
 
 
-def _existing(state: OrderState, order_id: str, actor: Actor) -> Order:
+def _existing(state: OrderState, order_id: OrderId, actor: Actor) -> Order:
     if state is None:
         raise NotFound(f"no order {order_id!r}")
+    if state.order_id != order_id:
+        raise InvalidInput(f"order {order_id!r} was loaded as {state.order_id!r}")
     if not actor.is_staff and state.customer_id != actor.id:
         raise Forbidden("this order belongs to another customer")
     return state
@@ -237,24 +250,24 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
             if amount != due:
                 raise InvalidInput(f"amount must equal the amount due, {due}")
             return [
-                PaymentProcessed(command.order_id, amount, order.amount_paid + amount, command.at)
+                PaymentProcessed(order.order_id, amount, order.amount_paid + amount, command.at)
             ]
         case ShipOrder():
             command.actor.require_staff()
             order = _existing(state, command.order_id, command.actor)
             if order.status is not OrderStatus.PAID:
                 raise InvalidState(f"an order that is {order.status} cannot be shipped")
-            return [OrderShipped(command.order_id, command.at)]
+            return [OrderShipped(order.order_id, command.at)]
         case CancelOrder():
             order = _existing(state, command.order_id, command.actor)
             reason = values.text(command.reason, field="reason", maximum=values.MAX_REASON)
             if order.status not in (OrderStatus.PLACED, OrderStatus.PAID):
                 raise InvalidState(f"an order that is {order.status} cannot be cancelled")
             events: list[OrderEvent] = [
-                OrderCancelled(command.order_id, reason, command.actor.id, command.at)
+                OrderCancelled(order.order_id, reason, command.actor.id, command.at)
             ]
             if order.amount_paid > 0:
-                events.append(PaymentRefunded(command.order_id, order.amount_paid, command.at))
+                events.append(PaymentRefunded(order.order_id, order.amount_paid, command.at))
             return events
         case _:
             assert_never(command)

@@ -13,11 +13,14 @@ from typing import ClassVar, assert_never
 
 from domain import values
 from domain.errors import AlreadyExists, InsufficientStock, InvalidState, NotFound
+from domain.ids import OrderId
 from domain.values import Actor
+
+STREAM_PREFIX = "product-"
 
 
 def stream_id(sku: str) -> str:
-    return f"product-{sku}"
+    return f"{STREAM_PREFIX}{sku}"
 
 
 # Events ------------------------------------------------------------------------------------
@@ -42,7 +45,9 @@ class StockChange(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class InventoryUpdated:
-    schema_version: ClassVar[int] = 1
+    """v2: `orderId` is canonical (see `domain.ids`); v1 may hold any spelling of it."""
+
+    schema_version: ClassVar[int] = 2
     sku: str
     reason: StockChange
     quantity: int
@@ -50,7 +55,7 @@ class InventoryUpdated:
     """Units physically in stock after the change."""
     reserved: int
     """Units held by open orders after the change."""
-    order_id: str | None
+    order_id: OrderId | None
     occurred_at: datetime
 
 
@@ -80,7 +85,7 @@ class RestockProduct:
 @dataclass(frozen=True, slots=True)
 class ReserveStock:
     sku: str
-    order_id: str
+    order_id: OrderId
     quantity: int
     at: datetime
 
@@ -88,7 +93,7 @@ class ReserveStock:
 @dataclass(frozen=True, slots=True)
 class ReleaseStock:
     sku: str
-    order_id: str
+    order_id: OrderId
     quantity: int
     at: datetime
 
@@ -96,7 +101,7 @@ class ReleaseStock:
 @dataclass(frozen=True, slots=True)
 class ShipStock:
     sku: str
-    order_id: str
+    order_id: OrderId
     quantity: int
     at: datetime
 
@@ -146,7 +151,7 @@ def _stock_change(
     reason: StockChange,
     on_hand: int,
     reserved: int,
-    order_id: str | None,
+    order_id: OrderId | None,
 ) -> list[ProductEvent]:
     return [
         InventoryUpdated(

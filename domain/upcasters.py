@@ -7,6 +7,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from domain.ids import canonical_legacy_order_id
+
 Data = dict[str, Any]
 
 
@@ -18,6 +20,20 @@ def upcast_order_placed_v1_v2(data: Data) -> Data:
     return {**data, "total": str(total.quantize(Decimal("0.01")))}
 
 
+def upcast_canonical_order_id_v1_v2(data: Data) -> Data:
+    """v1 of the events that name an existing order stored the order id as the client spelt
+    it (`{…}`, upper case, no hyphens), while the stream and the read models use the
+    canonical form: v2 stores the canonical form, and this brings v1 to it."""
+    if data.get("orderId") is None:
+        return data
+    return {**data, "orderId": canonical_legacy_order_id(data["orderId"])}
+
+
 UPCASTERS: list[tuple[str, int, Callable[[Data], Data]]] = [
     ("OrderPlaced", 1, upcast_order_placed_v1_v2),
+    ("PaymentProcessed", 1, upcast_canonical_order_id_v1_v2),
+    ("OrderShipped", 1, upcast_canonical_order_id_v1_v2),
+    ("OrderCancelled", 1, upcast_canonical_order_id_v1_v2),
+    ("PaymentRefunded", 1, upcast_canonical_order_id_v1_v2),
+    ("InventoryUpdated", 1, upcast_canonical_order_id_v1_v2),
 ]

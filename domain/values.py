@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Final, Literal
 
 from domain.errors import Forbidden, InvalidInput
@@ -17,7 +18,11 @@ MAX_MONEY: Final = Decimal("1000000000")
 MAX_NAME: Final = 200
 MAX_REASON: Final = 500
 MAX_LINES: Final = 100
+MAX_SUB: Final = 200
+"""Longest caller id (a token's `sub`)."""
 CENT: Final = Decimal("0.01")
+DECIMAL: Final = re.compile(r"[+-]?[0-9]{1,20}(?:\.[0-9]{1,20})?")
+"""A decimal number as text: ASCII digits only, no exponent, no underscores."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +61,13 @@ def stock(value: int) -> int:
 
 def money(value: object, *, field: str = "amount") -> Decimal:
     """A positive, finite amount with at most 2 decimal places, normalised to cents."""
-    if isinstance(value, float):
+    if isinstance(value, float | int) and not isinstance(value, bool):
         value = str(value)
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise InvalidInput(f"{field} must be a decimal number such as 19.99") from None
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+        value = Decimal(value.strip())
+    if not isinstance(value, Decimal):
+        raise InvalidInput(f"{field} must be a decimal number such as 19.99")
+    amount = value
     if not amount.is_finite() or amount <= 0 or amount > MAX_MONEY:
         raise InvalidInput(f"{field} must be a positive amount up to {MAX_MONEY}")
     exponent = amount.as_tuple().exponent
@@ -70,9 +76,17 @@ def money(value: object, *, field: str = "amount") -> Decimal:
     return amount.quantize(CENT)
 
 
+def is_clean_text(value: object, *, newlines: bool = False) -> bool:
+    """True for a string with no control characters (NUL, C0, DEL, C1) and no lone surrogates
+    (which no database can store); tab and newline only if `newlines`."""
+    return isinstance(value, str) and not any(
+        unicodedata.category(c) in ("Cc", "Cs") and not (newlines and c in "\t\n") for c in value
+    )
+
+
 def text(value: str, *, field: str, maximum: int) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > maximum:
         raise InvalidInput(f"{field} must be 1 to {maximum} characters, not blank")
-    if any((ord(c) < 32 and c not in "\t\n") or c == "\x7f" for c in value):
+    if not is_clean_text(value, newlines=True):
         raise InvalidInput(f"{field} must not contain control characters")
     return value.strip()

@@ -104,7 +104,9 @@ def create_app(
             live.start()
             app.state.runtime = runtime
             app.state.settings = settings
-            app.state.tokens = TokenVerifier(jwt_secret)
+            app.state.tokens = TokenVerifier(
+                jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer
+            )
             app.state.services = Services(
                 shop=Shop(runtime.store),
                 reads=ReadModels(runtime.pool),

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from eventgraph.auth import ROLES, mint_token
-from eventgraph.config import Settings
+from eventgraph.config import ConfigError, Settings
 from eventgraph.database import database_url
 from eventstore.migrate import migrate
 
@@ -88,7 +88,22 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     secret, _ = settings.resolve_jwt_secret()
-    print(mint_token(secret, args.sub, args.role, args.ttl))
+    if args.ttl < 1:
+        print("eventgraph token: --ttl must be at least 1 second", file=sys.stderr)
+        return 2
+    try:
+        token = mint_token(
+            secret,
+            args.sub,
+            args.role,
+            args.ttl,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    except ValueError as exc:
+        print(f"eventgraph token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
@@ -165,6 +180,84 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(run(dsn))
 
 
+def _projections(args: argparse.Namespace, settings: Settings) -> int:
+    """Each projection's status, checkpoint, lag, what stopped it, and its parked events."""
+    import json
+
+    from eventgraph.runtime import create_pool
+    from eventstore.store import EventStore
+    from projections.operations import status
+
+    async def run(dsn: str) -> dict[str, Any]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        pool = await create_pool(dsn, min_size=1, max_size=2)
+        try:
+            return await status(pool, await EventStore(pool).head(), settings.max_lag_events)
+        finally:
+            await pool.close()
+
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        report = asyncio.run(run(dsn))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["ready"] else 1
+    print(f"log head: {report['head']:,}")
+    print(f"{'projection':<12} {'status':<8} {'checkpoint':>12} {'lag':>10} {'lag s':>8}  parked")
+    for name, p in report["projections"].items():
+        print(
+            f"{name:<12} {p['status']:<8} {p['checkpoint']:>12,} {p['lagEvents']:>10,}"
+            f" {p['lagSeconds']:>8.1f}  {len(p['parked'])}"
+        )
+        if p["stoppedAt"]:
+            at = p["stoppedAt"]
+            print(
+                f"  stopped at position {at['position']}: {at['type']} on {at['streamId']}"
+                f" (event {at['eventId']})\n  error: {p['error']}\n  to pass over it:"
+                f" eventgraph park {name} {at['position']} --reason '…'"
+            )
+        for k in p["parked"]:
+            print(
+                f"  parked {k['position']} ({k['type']} on {k['streamId']}) by {k['parkedBy']}"
+                f" at {k['parkedAt']}: {k['reason']}"
+            )
+    return 0 if report["ready"] else 1
+
+
+def _park(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from projections.operations import ParkRefused, park
+
+    async def run(dsn: str) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+            done = await park(conn, args.projection, args.position, args.reason, args.by)
+        except ParkRefused as exc:
+            print(f"eventgraph park: refused: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await conn.close()
+        then = "it resumes now" if done.resumed else "it will pass over it when it gets there"
+        print(
+            f"parked {done.event_type} at position {done.position} (stream {done.stream_id})"
+            f" for {done.projection}: {then}; rebuilds pass over it too"
+        )
+        return 0
+
+    if args.by is None:
+        try:
+            args.by = getpass.getuser()
+        except (KeyError, OSError):
+            args.by = "operator"
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        return asyncio.run(run(dsn))
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from schema import build_schema
 
@@ -202,6 +295,27 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("name", nargs="?", help="products, orders or sales")
     rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
     rebuild.set_defaults(run=_rebuild)
+
+    status = commands.add_parser(
+        "projections", help="each projection's checkpoint, lag, error and parked events"
+    )
+    status.add_argument("--json", action="store_true", help="print the /readyz report")
+    status.set_defaults(run=_projections)
+
+    park = commands.add_parser(
+        "park",
+        help="record that one projection passes over one event it cannot apply",
+        description=(
+            "Park the event at POSITION for PROJECTION: the projection (stopped on it, or not"
+            " there yet) passes over it, now and in every rebuild. The decision is recorded"
+            " with its reason and listed by /readyz and `eventgraph projections`."
+        ),
+    )
+    park.add_argument("projection", help="products, orders or sales")
+    park.add_argument("position", type=int, help="the event's log position")
+    park.add_argument("--reason", required=True, help="why this event can be passed over")
+    park.add_argument("--by", help="who decides (default: the current user)")
+    park.set_defaults(run=_park)
     return parser
 
 
@@ -213,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args, Settings.from_env()))
+    except ConfigError as exc:
+        print(f"eventgraph: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

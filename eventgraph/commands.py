@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
-import uuid
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import asyncpg
+import orjson
 
-from domain import order, product, values
+from domain import integrity, order, product, values
 from domain.codec import DomainEvent, decode, decode_state, encode, encode_state
 from domain.errors import DomainError, InvalidInput, NotFound
+from domain.ids import OrderId, new_order_id
 from domain.order import OrderLine
 from domain.values import Actor
 from eventstore import ids
@@ -30,7 +33,7 @@ from eventstore.events import (
     NewEvent,
     RecordedEvent,
 )
-from eventstore.store import IDEMPOTENCY_KEY, EventStore
+from eventstore.store import EventStore
 
 MAX_ATTEMPTS = 40
 """Decide-and-append attempts before CONFLICT. Commands on one stream in one process queue
@@ -42,6 +45,39 @@ log = logging.getLogger(__name__)
 
 class Conflict(DomainError):
     code = "CONFLICT"
+
+
+CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+"""An idempotency key as a client sends it: printable ASCII, no spaces."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A client's idempotency key, scoped to its caller, and what it must mean: the stored
+    key is a digest of (caller, key), so any caller id works whatever its characters or
+    length; the fingerprint is a digest of (command, canonical arguments)."""
+
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(
+        cls, actor: Actor, client_key: str | None, command: str, arguments: object
+    ) -> Idempotency | None:
+        if client_key is None:
+            return None
+        if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
+            raise InvalidInput("idempotencyKey must be 1 to 200 printable ASCII characters")
+        scope = orjson.dumps([actor.id, client_key])
+        signature = orjson.dumps([command, arguments], default=str)
+        return cls("k2:" + hashlib.sha256(scope).hexdigest(), hashlib.sha256(signature).hexdigest())
+
+    def check(self, result: AppendResult) -> None:
+        if result.fingerprint is not None and result.fingerprint != self.fingerprint:
+            raise Conflict(
+                "this idempotencyKey was already used for a different command or different"
+                " arguments; use a new key for a new command"
+            )
 
 
 @dataclass(frozen=True)
@@ -225,8 +261,10 @@ class Shop:
         self, actor: Actor, lines: Sequence[tuple[str, int]], idempotency_key: str | None = None
     ) -> CommandResult[order.Order]:
         requested = order.validate_lines(tuple(lines))
-        key = self._scoped_key("placeOrder", actor, idempotency_key)
-        order_id = str(ids.uuid4())
+        key = Idempotency.of(
+            actor, idempotency_key, "placeOrder", sorted([sku, qty] for sku, qty in requested)
+        )
+        order_id = new_order_id(ids.uuid4())
         order_stream = order.stream_id(order_id)
         product_streams = {sku: product.stream_id(sku) for sku, _ in requested}
 
@@ -262,13 +300,13 @@ class Shop:
     async def pay_order(
         self,
         actor: Actor,
-        order_id: str,
+        order_id: OrderId,
         amount: object,
         idempotency_key: str | None = None,
     ) -> CommandResult[order.Order]:
-        key = self._scoped_key("payOrder", actor, idempotency_key)
-        stream = self._order_stream(order_id)
         paid = values.money(amount)
+        key = Idempotency.of(actor, idempotency_key, "payOrder", [order_id, str(paid)])
+        stream = order.stream_id(order_id)
 
         def decide(loaded: _Loaded) -> dict[str, list[DomainEvent]]:
             state = loaded.state(stream)
@@ -279,7 +317,7 @@ class Shop:
             await self._execute(actor, "PayOrder", [stream], decide, key)
         )
 
-    async def ship_order(self, actor: Actor, order_id: str) -> CommandResult[order.Order]:
+    async def ship_order(self, actor: Actor, order_id: OrderId) -> CommandResult[order.Order]:
         actor.require_staff()
         return await self._order_with_stock(
             actor,
@@ -290,9 +328,9 @@ class Shop:
         )
 
     async def cancel_order(
-        self, actor: Actor, order_id: str, reason: str
+        self, actor: Actor, order_id: OrderId, reason: str
     ) -> CommandResult[order.Order]:
-        values.text(reason, field="reason", maximum=values.MAX_REASON)
+        reason = values.text(reason, field="reason", maximum=values.MAX_REASON)
         return await self._order_with_stock(
             actor,
             order_id,
@@ -304,13 +342,13 @@ class Shop:
     async def _order_with_stock(
         self,
         actor: Actor,
-        order_id: str,
+        order_id: OrderId,
         name: str,
         make: Callable[[datetime], order.OrderCommand],
         stock_command: type[product.ShipStock] | type[product.ReleaseStock],
     ) -> CommandResult[order.Order]:
         """Ship or cancel: the order's events and each reserved product's stock move together."""
-        stream = self._order_stream(order_id)
+        stream = order.stream_id(order_id)
         current = await self.store.read_stream(stream)
         if not current:
             raise NotFound(f"no order {order_id!r}")
@@ -335,21 +373,6 @@ class Shop:
 
     # Machinery -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _order_stream(order_id: str) -> str:
-        try:
-            return order.stream_id(str(uuid.UUID(order_id)))
-        except (ValueError, TypeError, AttributeError):
-            raise NotFound(f"no order {order_id!r}") from None
-
-    @staticmethod
-    def _scoped_key(command: str, actor: Actor, key: str | None) -> str | None:
-        if key is None:
-            return None
-        if not IDEMPOTENCY_KEY.fullmatch(key):
-            raise InvalidInput("idempotencyKey must be 1 to 200 printable ASCII characters")
-        return f"{command}:{len(actor.id)}:{actor.id}:{key}"
-
     def _decode(self, event: RecordedEvent) -> DomainEvent:
         return decode(event.type, event.data, event.occurred_at)
 
@@ -359,12 +382,13 @@ class Shop:
         command_name: str,
         streams: Sequence[str],
         decide: Callable[[_Loaded], dict[str, list[DomainEvent]]],
-        idempotency_key: str | None = None,
+        idempotency: Idempotency | None = None,
         new_streams: frozenset[str] | set[str] = frozenset(),
     ) -> _Executed:
-        if idempotency_key is not None:
-            prior = await self.store.find_idempotent(idempotency_key)
+        if idempotency is not None:
+            prior = await self.store.find_idempotent(idempotency.key)
             if prior is not None:
+                idempotency.check(prior)
                 return _Executed(prior, await self.store.read_positions(prior.positions))
         metadata = {
             "correlationId": str(ids.uuid4()),
@@ -384,29 +408,40 @@ class Shop:
                     self._cache.drop(existing)
                     loaded = await self._load(existing, new_streams, use_cache=False)
                     decided = decide(loaded)
+                states = {
+                    s: _fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
+                    for s in streams
+                }
+                integrity.check(decided, {s: state is not None for s, state in states.items()})
                 batch = {
                     s: (loaded.versions[s], [self._new_event(e, metadata) for e in events])
                     for s, events in decided.items()
                     if events
                 }
                 try:
-                    result = await self.store.append(batch, idempotency_key=idempotency_key)
+                    result = await self.store.append(
+                        batch,
+                        idempotency_key=idempotency.key if idempotency else None,
+                        fingerprint=idempotency.fingerprint if idempotency else None,
+                    )
                 except ConcurrencyError:
                     self._cache.drop(existing)
                     if not loaded.from_cache:
                         await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
                     continue
                 except IdempotencyKeyReused:
-                    assert idempotency_key is not None
-                    prior = await self.store.find_idempotent(idempotency_key)
+                    assert idempotency is not None
+                    prior = await self.store.find_idempotent(idempotency.key)
                     assert prior is not None
+                    idempotency.check(prior)
                     return _Executed(prior, await self.store.read_positions(prior.positions))
                 if result.replayed:
+                    assert idempotency is not None
+                    idempotency.check(result)
                     return _Executed(result, await self.store.read_positions(result.positions))
                 for s, events in decided.items():
                     loaded.events[s] += events
                     loaded.since_snapshot[s] += len(events)
-                states = {s: loaded.state(s) for s in streams}
                 await self._snapshot(loaded, states, result)
                 for s in streams:
                     version = result.stream_versions.get(s, loaded.versions[s])

@@ -7,6 +7,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used: the process refuses to start, saying which."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -17,6 +23,9 @@ class Settings:
     read_wait_seconds: float
     max_lag_events: int
     position_poll_seconds: float
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    max_connections_per_user: int = 64
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -29,13 +38,22 @@ class Settings:
             read_wait_seconds=float(env.get("EVENTGRAPH_READ_WAIT_SECONDS", "5")),
             max_lag_events=int(env.get("EVENTGRAPH_MAX_LAG_EVENTS", "10000")),
             position_poll_seconds=float(env.get("EVENTGRAPH_POSITION_POLL_SECONDS", "0.5")),
+            jwt_audience=env.get("EVENTGRAPH_JWT_AUDIENCE") or None,
+            jwt_issuer=env.get("EVENTGRAPH_JWT_ISSUER") or None,
+            max_connections_per_user=int(env.get("EVENTGRAPH_MAX_CONNECTIONS_PER_USER", "64")),
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:
         """The signing secret, and whether it was generated for development. Without
         EVENTGRAPH_JWT_SECRET, one secret is generated once and kept in the data directory so
-        that `serve` and `token` agree."""
+        that `serve` and `token` agree. A configured secret shorter than 32 bytes is refused:
+        an HS256 key that short can be found by brute force from any one token."""
         if self.jwt_secret:
+            if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError(
+                    f"EVENTGRAPH_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes; generate"
+                    " one: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
             return self.jwt_secret, False
         path = self.data_dir / "jwt-secret"
         if not path.exists():

@@ -51,6 +51,9 @@ class AppendResult:
     positions: tuple[int, ...]
     stream_versions: dict[str, int]
     replayed: bool = False
+    fingerprint: str | None = None
+    """What the idempotency key was stored with (None without a key, or for a key stored
+    before fingerprints existed)."""
 
     @property
     def last_position(self) -> int:

@@ -34,7 +34,7 @@ STREAM_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
 EVENT_TYPE: Final = re.compile(r"[A-Z][A-Za-z0-9]{0,99}")
 IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]{1,200}")
 
-_APPEND = "SELECT * FROM eventgraph.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+_APPEND = "SELECT * FROM eventgraph.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 _READ_STREAMS = """
 SELECT q.stream_id AS q_stream_id, s.stream_version AS snapshot_version, s.state AS snapshot_state,
        e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
@@ -125,6 +125,7 @@ class EventStore:
         streams: Mapping[str, tuple[int, Sequence[NewEvent]]],
         *,
         idempotency_key: str | None = None,
+        fingerprint: str | None = None,
         connection: asyncpg.Connection | None = None,
     ) -> AppendResult:
         """Append to one or more streams at once, all or nothing.
@@ -132,7 +133,8 @@ class EventStore:
         `streams` maps each stream id to (expected version, events): ANY, NO_STREAM, or the
         exact version the stream must be at. A stream at another version raises
         ConcurrencyError and nothing is written to any stream. With an idempotency key seen
-        before, nothing is written and the first append's result comes back, `replayed`.
+        before, nothing is written and the first append's result comes back, `replayed`, with
+        the `fingerprint` stored with the key (the caller's to compare with its own).
         Given `connection`, the append joins the caller's transaction there."""
         if not streams:
             raise InvalidEventError("nothing to append")
@@ -163,7 +165,9 @@ class EventStore:
                 occurred.append(event.occurred_at)
         if len(event_ids) > MAX_EVENTS_PER_APPEND:
             raise InvalidEventError(f"at most {MAX_EVENTS_PER_APPEND} events in one append")
-        args = (streams_arg, expected, idempotency_key, *columns[:7])
+        if fingerprint is not None and (not isinstance(fingerprint, str) or len(fingerprint) > 200):
+            raise InvalidEventError("fingerprint: at most 200 characters")
+        args = (streams_arg, expected, idempotency_key, fingerprint, *columns[:7])
         try:
             row = await (connection or self.pool).fetchrow(_APPEND, *args)
         except asyncpg.PostgresError as exc:
@@ -175,6 +179,7 @@ class EventStore:
             positions=tuple(row["positions"]),
             stream_versions=dict(zip(row["streams"], row["versions"], strict=True)),
             replayed=row["replayed"],
+            fingerprint=row["stored_fingerprint"],
         )
 
     def committed(self) -> None:
@@ -311,7 +316,8 @@ class EventStore:
     async def find_idempotent(self, key: str) -> AppendResult | None:
         """The result of the append that stored `key`, if any."""
         row = await self.pool.fetchrow(
-            "SELECT positions, streams, versions FROM eventgraph.idempotency_keys WHERE key = $1",
+            "SELECT positions, streams, versions, fingerprint FROM eventgraph.idempotency_keys"
+            " WHERE key = $1",
             key,
         )
         if row is None:
@@ -320,6 +326,7 @@ class EventStore:
             positions=tuple(row["positions"]),
             stream_versions=dict(zip(row["streams"], row["versions"], strict=True)),
             replayed=True,
+            fingerprint=row["fingerprint"],
         )
 
     async def head(self) -> int:

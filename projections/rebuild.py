@@ -14,7 +14,7 @@ import asyncpg
 from eventstore.store import EventStore, init_connection
 from projections.base import Projection
 from projections.generations import create_generation, ensure_projection, point_views, schema_name
-from projections.runner import apply_batch
+from projections.runner import apply_batch, parked_after, without_parked
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,24 @@ async def rebuild(
         position = 0
 
         async def catch_up() -> None:
+            """Apply the log after `position`, passing over the events parked for this
+            projection, exactly as the live projector does."""
             nonlocal position
+            parked = await parked_after(conn, name, 0)
             while True:
                 events = await store.read_all(position, batch_size)
                 if not events:
                     return
+                kept = without_parked(events, parked, name)
                 async with conn.transaction():
-                    applied, failure = await apply_batch(conn, projection, schema, events)
+                    _, failure = await apply_batch(conn, projection, schema, kept)
                 if failure is not None:
-                    raise RebuildFailed(str(failure))
-                position = applied
+                    raise RebuildFailed(
+                        f"{failure} (the live projection goes on; park the event with"
+                        f" `eventgraph park {name} {failure.event.position} --reason …`"
+                        " if it can never be applied)"
+                    )
+                position = events[-1].position
                 elapsed = time.perf_counter() - started
                 head = max(store.frontier.safe_position, position)
                 on_progress(Progress(name, position, head, position / elapsed if elapsed else 0))
@@ -85,7 +93,8 @@ async def rebuild(
             await point_views(conn, projection, schema)
             await conn.execute(
                 "UPDATE eventgraph.projections SET generation = $2, position = $3, version = $4,"
-                " status = 'running', error = NULL, updated_at = now() WHERE name = $1",
+                " status = 'running', error = NULL, failed_position = NULL, updated_at = now()"
+                " WHERE name = $1",
                 name,
                 generation,
                 position,

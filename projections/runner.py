@@ -40,6 +40,40 @@ class Checkpoint:
     generation: int
     position: int
     status: str
+    parked: frozenset[int] = frozenset()
+    """Positions after `position` that an operator parked for this projection."""
+
+
+PARKED_AFTER = """
+SELECT coalesce(array_agg(position), '{}') FROM eventgraph.parked_events
+ WHERE projection = $1 AND position > $2
+"""
+
+
+async def parked_after(conn: asyncpg.Connection, name: str, position: int) -> frozenset[int]:
+    """The positions after `position` parked for projection `name` (see `eventgraph park`)."""
+    return frozenset(await conn.fetchval(PARKED_AFTER, name, position))
+
+
+def without_parked(
+    events: Sequence[RecordedEvent], parked: frozenset[int], name: str
+) -> list[RecordedEvent]:
+    """`events` less the parked ones, each passed over with a log line, never silently."""
+    if not parked:
+        return list(events)
+    kept = []
+    for event in events:
+        if event.position in parked:
+            log.warning(
+                "projection %s: passing over parked event %s at position %d (stream %s)",
+                name,
+                event.type,
+                event.position,
+                event.stream_id,
+            )
+        else:
+            kept.append(event)
+    return kept
 
 
 class ApplyFailed(Exception):
@@ -56,6 +90,8 @@ async def apply_batch(
 ) -> tuple[int, ApplyFailed | None]:
     """Apply `events` inside the caller's transaction. Returns the position applied up to and,
     if an event cannot be applied, the failure: every event before it is applied, none after."""
+    if not events:
+        return 0, None
     try:
         async with conn.transaction():
             await projection.apply(conn, schema, events)
@@ -160,13 +196,18 @@ class ProjectionRunner:
 
     async def _checkpoint(self, conn: asyncpg.Connection, lock: bool = False) -> Checkpoint:
         row = await conn.fetchrow(
-            "SELECT generation, position, status FROM eventgraph.projections WHERE name = $1"
-            + (" FOR UPDATE" if lock else ""),
+            "SELECT p.generation, p.position, p.status, (SELECT coalesce(array_agg(k.position),"
+            " '{}') FROM eventgraph.parked_events k WHERE k.projection = p.name"
+            " AND k.position > p.position) AS parked"
+            " FROM eventgraph.projections p WHERE p.name = $1"
+            + (" FOR UPDATE OF p" if lock else ""),
             self.projection.name,
         )
         if row is None:
             raise LookupError(f"projection {self.projection.name} is not set up")
-        return Checkpoint(row["generation"], row["position"], row["status"])
+        return Checkpoint(
+            row["generation"], row["position"], row["status"], frozenset(row["parked"])
+        )
 
     async def step(self, conn: asyncpg.Connection) -> bool:
         """Apply the next batch, if any; True if the checkpoint moved (or changed under us)."""
@@ -183,15 +224,21 @@ class ProjectionRunner:
             if current != seen:
                 return True  # a rebuild switched generations meanwhile: start again from it
             schema = schema_name(name, seen.generation)
-            applied, failure = await apply_batch(conn, self.projection, schema, events)
-            position = max(applied, seen.position)
+            kept = without_parked(events, current.parked, name)
+            applied, failure = await apply_batch(conn, self.projection, schema, kept)
+            # Parked events count as passed once everything before them is applied.
+            position = events[-1].position if failure is None else max(applied, seen.position)
+            if failure is not None:
+                stuck = failure.event.position
+                position = max([seen.position, applied, *(p for p in current.parked if p < stuck)])
             await conn.execute(
                 "UPDATE eventgraph.projections SET position = $2, status = $3, error = $4,"
-                " updated_at = now() WHERE name = $1",
+                " failed_position = $5, updated_at = now() WHERE name = $1",
                 name,
                 position,
                 "failed" if failure else "running",
                 str(failure) if failure else None,
+                failure.event.position if failure else None,
             )
         if failure is not None:
             self.error = str(failure)

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import strawberry
 
+from domain import ids
 from domain import order as order_domain
 from domain import product as product_domain
 from eventgraph.commands import CommandResult
@@ -131,14 +132,14 @@ class Mutation:
         idempotency_key: str | None = strawberry.UNSET,
     ) -> OrderPayload:
         result = await info.context.shop.pay_order(
-            info.context.actor, str(order_id), amount, idempotency_key or None
+            info.context.actor, ids.order_id(order_id), amount, idempotency_key or None
         )
         return OrderPayload.of(result)
 
     @strawberry.mutation(description="Staff only. PAID -> SHIPPED; reserved stock leaves onHand.")
     async def ship_order(self, info: Info, order_id: strawberry.ID) -> OrderPayload:
         return OrderPayload.of(
-            await info.context.shop.ship_order(info.context.actor, str(order_id))
+            await info.context.shop.ship_order(info.context.actor, ids.order_id(order_id))
         )
 
     @strawberry.mutation(
@@ -148,5 +149,7 @@ class Mutation:
         )
     )
     async def cancel_order(self, info: Info, order_id: strawberry.ID, reason: str) -> OrderPayload:
-        result = await info.context.shop.cancel_order(info.context.actor, str(order_id), reason)
+        result = await info.context.shop.cancel_order(
+            info.context.actor, ids.order_id(order_id), reason
+        )
         return OrderPayload.of(result)

@@ -9,8 +9,10 @@ from typing import TypeVar
 import asyncpg
 import strawberry
 
-from domain import values
+from domain import ids, values
+from domain import order as order_domain
 from domain.errors import Forbidden, InvalidInput
+from eventstore.store import EVENT_TYPE, STREAM_ID
 from schema.context import Info
 from schema.scalars import Position
 from schema.types import (
@@ -37,12 +39,27 @@ def given(value: T | None) -> T | None:
     return None if value is strawberry.UNSET else value
 
 
-def event_filter(stream_id: str | None, types: list[str] | None) -> None:
-    """The bounds on an events query's or subscription's filter."""
-    if types is not None and (len(types) > 50 or any(len(t) > 100 for t in types)):
-        raise InvalidInput("types: at most 50 names of at most 100 characters")
-    if stream_id is not None and not 1 <= len(stream_id) <= 200:
-        raise InvalidInput("streamId must be 1 to 200 characters")
+def event_filter(stream_id: str | None, types: list[str] | None) -> str | None:
+    """Check an events query's or subscription's filter; the stream id in canonical form
+    (an order's stream may be named with any spelling of the order id)."""
+    if types is not None and (
+        len(types) > 50 or not all(isinstance(t, str) and EVENT_TYPE.fullmatch(t) for t in types)
+    ):
+        raise InvalidInput("types: at most 50 event type names such as OrderPlaced")
+    if stream_id is None:
+        return None
+    if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
+        raise InvalidInput("streamId must be 1 to 200 characters of letters, digits and ._:@/+=-")
+    if stream_id.startswith(order_domain.STREAM_PREFIX):
+        raw = stream_id.removeprefix(order_domain.STREAM_PREFIX)
+        return order_domain.stream_id(ids.order_id(raw, field="streamId's order id"))
+    return stream_id
+
+
+def valid_customer_id(value: str) -> str:
+    if not values.is_clean_text(value) or not 1 <= len(value) <= values.MAX_SUB:
+        raise InvalidInput(f"customerId must be 1 to {values.MAX_SUB} printable characters")
+    return value
 
 
 def page_size(first: int, maximum: int) -> int:
@@ -59,6 +76,10 @@ class SalesDashboard:
     orders_cancelled: int
     revenue: Decimal = strawberry.field(description="Payments captured minus refunds.")
     position: Position
+
+    @strawberry.field(description='Stable key for client caches: always "sales-dashboard".')
+    def id(self) -> strawberry.ID:
+        return strawberry.ID("sales-dashboard")
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> SalesDashboard:
@@ -127,8 +148,9 @@ class Query:
         self, info: Info, id: strawberry.ID, at_least: Position | None = strawberry.UNSET
     ) -> Order | None:
         actor = info.context.actor
+        order_id = ids.order_id(id, field="id")
         await info.context.at_least("orders", given(at_least))
-        row = await info.context.reads.order(str(id)[:100])
+        row = await info.context.reads.order(order_id)
         if row is None:
             return None
         if not actor.is_staff and row["customer_id"] != actor.id:
@@ -151,6 +173,8 @@ class Query:
     ) -> OrderConnection:
         actor = info.context.actor
         customer = given(customer_id)
+        if customer is not None:
+            customer = valid_customer_id(customer)
         if not actor.is_staff:
             if customer is not None and customer != actor.id:
                 raise Forbidden("a customer sees only their own orders")
@@ -200,11 +224,11 @@ class Query:
         types: list[str] | None = strawberry.UNSET,
     ) -> list[DomainEvent]:
         info.context.actor.require_staff()
-        stream, kinds = given(stream_id), given(types)
+        kinds = given(types)
+        stream = event_filter(given(stream_id), kinds)
         limit = page_size(first, MAX_EVENTS_PAGE)
         if limit == 0:
             return []
-        event_filter(stream, kinds)
         events = await info.context.shop.store.read_all(
             after or 0, limit, stream_id=stream, types=kinds
         )

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NewType
 
 import strawberry
 
 from domain.errors import InvalidInput
+from domain.values import DECIMAL
 
 MAX_POSITION = 2**53
+_DIGITS = re.compile(r"[0-9]{1,16}")
 
 
 def _parse_decimal(value: Any) -> Decimal:
+    """ASCII digits only: `"١٢"` or `"1_0"` would pass `Decimal()` but are not money."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidInput('a Decimal is a string such as "19.99"')
-    try:
-        return Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise InvalidInput(f"{str(value)[:40]!r} is not a decimal number") from None
+    text = str(value).strip()
+    if not DECIMAL.fullmatch(text):
+        raise InvalidInput(f"{text[:40]!r} is not a decimal number such as 19.99")
+    return Decimal(text)
 
 
 def _parse_position(value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidInput("a Position is a whole number")
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_POSITION:
         value = int(value)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
         value = int(value)
     if not isinstance(value, int) or not 0 <= value <= MAX_POSITION:
         raise InvalidInput(f"a Position is a whole number from 0 to {MAX_POSITION}")

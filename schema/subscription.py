@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from domain import values
+from domain import ids, values
 from domain.errors import Forbidden
 from eventstore.notify import Signal
 from schema.context import Info
@@ -25,7 +25,7 @@ class Subscription:
     async def order(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
         actor = info.context.actor
         live = info.context.services.live
-        order_id = str(id)[:100]
+        order_id = ids.order_id(id, field="id")
         first = await info.context.reads.order(order_id)
         async with contextlib.aclosing(live.watch(live.orders, order_id, first)) as views:
             async for row in views:
@@ -76,8 +76,8 @@ class Subscription:
         types: list[str] | None = strawberry.UNSET,
     ) -> AsyncGenerator[DomainEvent, None]:
         info.context.actor.require_staff()
-        stream, kinds = given(stream_id), given(types)
-        event_filter(stream, kinds)
+        kinds = given(types)
+        stream = event_filter(given(stream_id), kinds)
         store = info.context.shop.store
         signal = info.context.services.log_signal
         position = after or 0

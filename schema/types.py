@@ -29,6 +29,11 @@ class OrderStatus(Enum):
 @strawberry.type
 class Product:
     sku: str
+
+    @strawberry.field(description="Stable key for client caches: the sku.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.sku)
+
     name: str
     unit_price: Decimal
     on_hand: int = strawberry.field(description="Units physically in stock.")
@@ -148,6 +153,11 @@ class ProductSales:
 @strawberry.type
 class DomainEvent:
     position: Position
+
+    @strawberry.field(description="Stable key for client caches: the eventId.")
+    def id(self) -> strawberry.ID:
+        return self.event_id
+
     event_id: strawberry.ID
     stream_id: str
     stream_version: int

@@ -124,7 +124,7 @@ def test_migrate_is_repeatable(tmp_path: Path, database_url: str) -> None:
 def _definitions(sdl: str) -> dict[str, set[str]]:
     """Each type's name mapped to its fields (with arguments), ignoring descriptions."""
     sdl = re.sub(r'"""(.|\n)*?"""', "", sdl)
-    sdl = re.sub(r'"[^"\n]*"', "", sdl)
+    sdl = re.sub(r'"(?:[^"\\\n]|\\.)*"', "", sdl)
     found: dict[str, set[str]] = {}
     for kind, name, body in re.findall(r"(type|input|enum)\s+(\w+)[^{]*\{([^}]*)\}", sdl):
         found[f"{kind} {name}"] = {

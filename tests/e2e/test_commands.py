@@ -231,9 +231,11 @@ async def test_business_rule_errors(users: Users) -> None:
         == "NOT_FOUND"
     )
     assert await users.staff.error(RESTOCK, {"sku": new_sku(), "q": 1}) == "NOT_FOUND"
-    for missing in [str(uuid.uuid4()), "not-a-uuid"]:
-        assert await users.alice.error(PAY, {"id": missing, "amount": "1.00"}) == "NOT_FOUND"
-        assert await users.staff.error(SHIP, {"id": missing}) == "NOT_FOUND"
+    missing = str(uuid.uuid4())
+    assert await users.alice.error(PAY, {"id": missing, "amount": "1.00"}) == "NOT_FOUND"
+    assert await users.staff.error(SHIP, {"id": missing}) == "NOT_FOUND"
+    assert await users.alice.error(PAY, {"id": "not-a-uuid", "amount": "1.00"}) == "BAD_USER_INPUT"
+    assert await users.staff.error(SHIP, {"id": "not-a-uuid"}) == "BAD_USER_INPUT"
 
     placed = await place(users.alice, [(sku, 1)])
     order_id = placed["orderId"]
