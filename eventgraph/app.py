@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -135,6 +136,8 @@ def create_app(
         routes.append(WebSocketRoute("/bench/ws", bench_ws))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sessions = set()
+    app.state.connections_per_user = Counter()
+    app.state.max_connections_per_user = settings.max_connections_per_user
     app.state.multiplexer = Multiplexer()
     app.state.bench_clients = set()
     return app

@@ -44,6 +44,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from eventgraph.app import create_app
+    from eventgraph.graphql_ws import MAX_MESSAGE_BYTES
 
     DrainingServer = _draining_server()
 
@@ -67,6 +68,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             access_log=args.access_log,
             log_level="info",
             timeout_graceful_shutdown=10,
+            ws_max_size=MAX_MESSAGE_BYTES,
         )
         DrainingServer(config, app.state.sessions).run()
     return 0

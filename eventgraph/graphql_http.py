@@ -6,7 +6,6 @@ HTTP 200, and nothing a client sends can produce a 500."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from eventgraph.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
+from schema.limits import MAX_VARIABLES_DEPTH, too_deep
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -64,11 +64,13 @@ def _params(raw: Any) -> tuple[str, dict[str, Any] | None, str | None] | str:
         return "'query' must be a non-empty string"
     if isinstance(variables, str):
         try:
-            variables = json.loads(variables) if variables else None
-        except ValueError:
-            return "'variables' is not valid JSON"
+            variables = orjson.loads(variables) if variables else None
+        except orjson.JSONDecodeError:
+            return "'variables' is not valid JSON (or nests too deeply)"
     if variables is not None and not isinstance(variables, dict):
         return "'variables' must be a JSON object"
+    if too_deep(variables):
+        return f"'variables' nest more than {MAX_VARIABLES_DEPTH} levels deep"
     if operation is not None and not isinstance(operation, str):
         return "'operationName' must be a string"
     return query, variables, operation

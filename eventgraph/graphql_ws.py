@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
@@ -20,6 +21,7 @@ from eventgraph.multiplex import Multiplexer
 from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
+from schema.limits import too_deep
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
 MAX_SUBSCRIPTIONS = 100
 MAX_MESSAGE_BYTES = 64 * 1024
+"""Also the transport's frame limit (`eventgraph serve` sets uvicorn's `ws_max_size` to it),
+so that no larger frame is ever buffered, before `connection_init` or after."""
 INIT_TIMEOUT = 10.0
 SHARED_BY_ROLE = {"product", "salesDashboard"}
 SHARED_BY_USER = {"order", "myOrders"}
@@ -54,6 +58,8 @@ class Session:
         self.tokens: TokenVerifier = state.tokens
         self.services = state.services
         self.principal: Principal | None = None
+        self.counted: str | None = None
+        """The user this connection counts against in the per-user cap, once accepted."""
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
 
@@ -94,6 +100,11 @@ class Session:
             await self.close(4408, "Connection initialisation timeout")
         finally:
             sessions.discard(self)
+            if self.counted is not None:
+                per_user: Counter[str] = self.ws.app.state.connections_per_user
+                per_user[self.counted] -= 1
+                if per_user[self.counted] <= 0:
+                    del per_user[self.counted]
             if expiry is not None:
                 expiry.cancel()
             for task in self.subscriptions.values():
@@ -114,7 +125,12 @@ class Session:
         await self.close(4403, "Forbidden: the token has expired")
 
     async def receive(self) -> dict[str, Any]:
-        text = await self.ws.receive_text()
+        frame = await self.ws.receive()
+        if frame["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(frame.get("code", 1000))
+        text = frame.get("text")
+        if text is None:
+            raise Close(4400, "Invalid message: binary frames are not part of the protocol")
         if len(text) > MAX_MESSAGE_BYTES:
             raise Close(4400, "Message too large")
         try:
@@ -143,6 +159,12 @@ class Session:
             if self.legacy:
                 await self.send({"type": "connection_error", "payload": {"message": str(exc)}})
             raise Close(4403, "Forbidden") from None
+        per_user: Counter[str] = self.ws.app.state.connections_per_user
+        if per_user[self.principal.sub] >= self.ws.app.state.max_connections_per_user:
+            self.principal = None
+            raise Close(1008, "Too many connections for this user")
+        per_user[self.principal.sub] += 1
+        self.counted = self.principal.sub
         await self.send({"type": "connection_ack"})
         if self.legacy:
             await self.send({"type": "ka"})
@@ -179,8 +201,10 @@ class Session:
             raise Close(4409, f"Subscriber for {op_id} already exists")
         query, variables = payload.get("query"), payload.get("variables")
         operation_name = payload.get("operationName")
-        if not isinstance(query, str) or (
-            variables is not None and not isinstance(variables, dict)
+        if (
+            not isinstance(query, str)
+            or (variables is not None and not isinstance(variables, dict))
+            or too_deep(variables)
         ):
             raise Close(4400, "Invalid subscribe payload")
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:

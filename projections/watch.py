@@ -1,11 +1,18 @@
 """What each projection has applied, as this process knows it, and waiting for a position
 (read your own writes). Waiters cost no query each: they are woken when the position moves,
 which the local projector reports directly and other processes' projectors through the
-fan-out (eventgraph/fanout.py); one poll per process catches whatever that missed."""
+fan-out (eventgraph/fanout.py); one poll per process catches whatever that missed.
+
+What arrives through the fan-out is a hint, never a fact: anyone who can publish on the broker
+(a shared Redis, a NOTIFY on the database) could announce `orders:1000000000000000`, and a
+watch that believed it would wake every `atLeast` waiter at once and serve stale reads until
+restart. A hint only makes the watch read the checkpoints back from the database, at once;
+positions come from that read (or from this process's own projector), nothing else."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -27,6 +34,8 @@ class ProjectionWatch:
         self._tiebreak = itertools.count()
         self._loop = BackgroundLoop("eventgraph-projection-watch", self._poll)
         self._listeners: list[Callable[[str, int], None]] = []
+        self._hint = asyncio.Event()
+        self.hints = 0
 
     def start(self) -> None:
         self._loop.start()
@@ -54,9 +63,13 @@ class ProjectionWatch:
             listener(name, position)
 
     def on_notification(self, payload: str) -> None:
+        """Another process says projection `name` reached a position beyond ours: read the
+        checkpoints back (see the module's docstring)."""
         name, _, position = payload.rpartition(":")
-        if name and position.isdigit():
-            self.advance(name, int(position))
+        digits = position.isascii() and position.isdigit() and len(position) <= 16
+        if name and digits and int(position) > self.position(name):
+            self.hints += 1
+            self._hint.set()
 
     async def wait(self, name: str, position: int, seconds: float) -> None:
         """Return once `name` has applied everything up to `position`; TimeoutError after
@@ -86,9 +99,13 @@ class ProjectionWatch:
             self.advance(row["name"], row["position"])
 
     async def _poll(self) -> None:
+        """Read the checkpoints every poll interval, and at once after a hint."""
         while True:
+            self._hint.clear()
             try:
                 await self.refresh()
             except Exception as exc:  # polling is the fallback: keep it alive
                 log.warning("could not read projection positions: %s", exc)
-            await asyncio.sleep(self._poll_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._hint.wait()

@@ -24,6 +24,11 @@ CONNECTION_LOST = (
 )
 """The database went away under a request: retryable, not a bug."""
 
+UNSTORABLE = (asyncpg.DataError, UnicodeError)
+"""A value the database cannot take (a NUL, a lone surrogate, a number out of range). Input
+is validated before it gets this far; this is the net under that, so that such a value is
+still the client's error, and the database's own message never reaches the client."""
+
 _BAD_VALUE_HINTS = (
     "got invalid value",
     "has invalid value",
@@ -60,6 +65,8 @@ def error_code(error: GraphQLError) -> str:
         return "TIMEOUT"
     if isinstance(cause, CONNECTION_LOST):
         return "UNAVAILABLE"
+    if isinstance(cause, UNSTORABLE):
+        return "BAD_USER_INPUT"
     return "INTERNAL_SERVER_ERROR"
 
 
@@ -72,6 +79,9 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
             "The database connection was lost; retry (a command with the same idempotencyKey"
             " is applied at most once)."
         )
+    if code == "BAD_USER_INPUT" and isinstance(error.original_error, UNSTORABLE):
+        log.warning("unstorable value in %s: %r", error.path, error.original_error)
+        formatted["message"] = "A value in the request contains characters that are not allowed."
     if code == "INTERNAL_SERVER_ERROR":
         log.error("unexpected error in %s", error.path, exc_info=error.original_error)
         formatted["message"] = "Internal server error."

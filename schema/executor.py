@@ -32,7 +32,7 @@ from graphql import (
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from schema.limits import LIMIT_RULES, MAX_TOKENS
+from schema.limits import LIMIT_RULES, MAX_TOKENS, check_cost
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ class Executor:
             document = parse(query, max_tokens=MAX_TOKENS)
         except GraphQLError as error:
             return Prepared(None, (error,), {})
+        too_costly = check_cost(document)
+        if too_costly is not None:
+            return Prepared(None, (too_costly,), {})
         errors = validate(self.graphql_schema, document, self._rules)
         if errors:
             return Prepared(None, tuple(errors), {})
