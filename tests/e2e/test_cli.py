@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -70,7 +73,21 @@ def postgres_running(data_dir: Path) -> bool:
     return True
 
 
-def test_serve_on_the_embedded_database_keeps_data_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory whose parents the embedded server's user can enter (pytest's own
+    temporary directories are closed to other users, and EventGraph opens nothing above its
+    data directory)."""
+    path = Path(tempfile.mkdtemp(prefix="eventgraph-cli-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_serve_on_the_embedded_database_keeps_data_and_stops_it_on_ctrl_c(
+    data_dir: Path,
+) -> None:
+    tmp_path = data_dir
     env = clean_env(tmp_path / "data")
     process, url = serve(env)
     try:
