@@ -80,9 +80,7 @@ def check_cost(document: DocumentNode) -> GraphQLError | None:
         merged: dict[str, list[SelectionSetNode]] = {}
         for field in fields:
             if field.selection_set is not None:
-                merged.setdefault((field.alias or field.name).value, []).append(
-                    field.selection_set
-                )
+                merged.setdefault((field.alias or field.name).value, []).append(field.selection_set)
         for children in merged.values():
             visit(children)
 

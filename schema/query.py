@@ -48,11 +48,11 @@ def event_filter(stream_id: str | None, types: list[str] | None) -> str | None:
         raise InvalidInput("types: at most 50 event type names such as OrderPlaced")
     if stream_id is None:
         return None
-    if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
-        raise InvalidInput("streamId must be 1 to 200 characters of letters, digits and ._:@/+=-")
-    if stream_id.startswith(order_domain.STREAM_PREFIX):
+    if isinstance(stream_id, str) and stream_id.startswith(order_domain.STREAM_PREFIX):
         raw = stream_id.removeprefix(order_domain.STREAM_PREFIX)
         return order_domain.stream_id(ids.order_id(raw, field="streamId's order id"))
+    if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
+        raise InvalidInput("streamId must be 1 to 200 characters of letters, digits and ._:@/+=-")
     return stream_id
 
 
