@@ -1,0 +1,171 @@
+"""The pure guards at the edges: id parsing, the integrity check before an append, the cost
+of a document, the nesting of variables, money and positions, tokens."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import jwt
+import pytest
+from graphql import parse
+
+from domain import integrity, order, product
+from domain.errors import InvalidInput
+from domain.ids import OrderId, canonical_legacy_order_id, order_id
+from domain.upcasters import upcast_canonical_order_id_v1_v2
+from domain.values import money
+from eventgraph.auth import AuthError, mint_token, verify_token
+from schema.limits import MAX_FIELDS, check_cost, too_deep
+from schema.scalars import _parse_decimal, _parse_position
+
+U = "3f2b6c1e-9d4a-4c1b-8f3e-2a7d5e9c0b14"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+SECRET = "s" * 40
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [U, U.upper(), "{" + U + "}", U.replace("-", ""), "urn:uuid:" + U, "URN:UUID:" + U.upper()],
+)
+def test_every_spelling_of_an_order_id_is_one_canonical_id(spelling: str) -> None:
+    assert order_id(spelling) == U
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "x", U[:-1], U + "0", " " + U, U + "\n", "{" + U, U.replace("3", "\u0663"),
+     U.replace("-", "_"), "1234_678" + U[8:], "{{" + U + "}}", None, 42],
+)  # fmt: skip
+def test_anything_else_is_refused(bad: object) -> None:
+    with pytest.raises(InvalidInput, match="UUID"):
+        order_id(bad)
+
+
+def test_the_legacy_reader_canonicalises_what_earlier_versions_accepted() -> None:
+    for stored in [U.upper(), "{" + U + "}", U.replace("-", ""), "urn:uuid:" + U]:
+        assert canonical_legacy_order_id(stored) == U
+        assert upcast_canonical_order_id_v1_v2({"orderId": stored, "x": 1}) == {
+            "orderId": U,
+            "x": 1,
+        }
+    assert canonical_legacy_order_id("garbage") == "garbage"
+    assert upcast_canonical_order_id_v1_v2({"orderId": None}) == {"orderId": None}
+
+
+def _stock(order: str | None) -> product.InventoryUpdated:
+    return product.InventoryUpdated(
+        "SKU-1", product.StockChange.SHIPMENT, 1, 0, 0, OrderId(order) if order else None, NOW
+    )
+
+
+def test_the_integrity_check_refuses_an_event_for_another_stream() -> None:
+    shipped = order.OrderShipped(OrderId(U), NOW)
+    integrity.check({f"order-{U}": [shipped]}, {f"order-{U}": True})
+    with pytest.raises(integrity.IntegrityError, match="decided for"):
+        integrity.check({f"order-{U.upper()}": [shipped]}, {f"order-{U.upper()}": True})
+
+
+def test_the_integrity_check_refuses_a_reference_to_an_order_the_command_did_not_establish() -> (
+    None
+):
+    stock = _stock(U.upper())  # a raw spelling slipped through: no such stream was loaded
+    with pytest.raises(integrity.IntegrityError, match="refers to"):
+        integrity.check({"product-SKU-1": [stock]}, {"product-SKU-1": True, f"order-{U}": True})
+    integrity.check({"product-SKU-1": [_stock(U)]}, {"product-SKU-1": True, f"order-{U}": True})
+    with pytest.raises(integrity.IntegrityError):
+        integrity.check({"product-SKU-1": [_stock(U)]}, {"product-SKU-1": True})
+
+
+def test_a_decider_names_the_order_by_its_state_not_by_the_command() -> None:
+    placed = order.OrderPlaced(
+        OrderId(U), "ann", (order.OrderLine("A", 1, Decimal("1.00")),), Decimal("1.00"), NOW
+    )
+    state = order.evolve(None, placed)
+    actor = order.Actor("ann", "customer")
+    with pytest.raises(InvalidInput, match="loaded as"):
+        order.decide(order.PayOrder(OrderId(U.upper()), Decimal("1.00"), actor, NOW), state)
+
+
+def test_a_document_that_repeats_a_field_is_refused_before_validation() -> None:
+    repeated = parse("{ products { edges { " + "node { sku name } " * 300 + "} } }")
+    started = time.perf_counter()
+    error = check_cost(repeated)
+    assert error is not None and "'node' is selected 300 times" in error.message
+    assert time.perf_counter() - started < 0.5  # linear, not the validator's quadratic
+    spread = parse(
+        "query { ...A ...A ...A } fragment A on Query { products { ...B ...B ...B } }"
+        " fragment B on ProductConnection { edges { node { sku } } }"
+    )
+    assert check_cost(spread) is not None  # `edges` nine times once fragments are merged
+    wide = parse(
+        "{ " + " ".join(f"a{i}: products {{ edges {{ cursor }} }}" for i in range(400)) + " }"
+    )
+    error = check_cost(wide)
+    assert error is not None and str(MAX_FIELDS) in error.message
+    assert check_cost(parse("{ products { edges { node { sku name } } } }")) is None
+
+
+def test_nesting_is_measured_without_recursion() -> None:
+    deep: object = 1
+    for _ in range(100_000):
+        deep = [deep]
+    assert too_deep({"v": deep})
+    assert not too_deep({"lines": [{"sku": "A", "quantity": 1}]})
+
+
+@pytest.mark.parametrize(
+    "bad", ["\u0661\u0662", "1_0", "1e3", "0x10", "\u0661.00", "9" * 25, "", " ", "NaN", "Infinity"]
+)
+def test_money_and_positions_take_ascii_digits_only(bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        _parse_decimal(bad)
+    with pytest.raises(InvalidInput):
+        money(bad)
+    with pytest.raises(InvalidInput):
+        _parse_position(bad)
+    assert _parse_decimal("19.99") == Decimal("19.99") and _parse_position("12") == 12
+
+
+def _token(claims: dict[str, object], secret: str = SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    ("claims", "why"),
+    [
+        ({"sub": "a", "role": "staff", "exp": 10**30}, ""),
+        ({"sub": "a", "role": "staff", "exp": str(int(time.time()) + 60)}, ""),
+        ({"sub": "a", "role": "staff", "exp": int(time.time()) + 40 * 86400}, "days ahead"),
+        ({"sub": "a\x00b", "role": "customer", "exp": int(time.time()) + 60}, "bad sub"),
+        ({"sub": "a\ud800", "role": "customer", "exp": int(time.time()) + 60}, ""),
+        ({"sub": "", "role": "customer", "exp": int(time.time()) + 60}, ""),
+        ({"sub": "a", "role": "admin", "exp": int(time.time()) + 60}, "role"),
+    ],
+)
+def test_tokens_with_absurd_claims_are_refused(claims: dict[str, object], why: str) -> None:
+    match = why or None
+    try:
+        token = _token(claims)
+    except (TypeError, ValueError, OverflowError):
+        return  # not even encodable
+    with pytest.raises(AuthError, match=match):
+        verify_token(SECRET, token)
+
+
+def test_audience_and_issuer_are_checked_when_configured() -> None:
+    good = mint_token(SECRET, "ann", "customer", audience="shop", issuer="idp")
+    assert verify_token(SECRET, good, audience="shop", issuer="idp").sub == "ann"
+    with pytest.raises(AuthError):
+        verify_token(SECRET, mint_token(SECRET, "ann", "customer"), audience="shop")
+    with pytest.raises(AuthError):
+        verify_token(SECRET, good, audience="other", issuer="idp")
+    with pytest.raises(AuthError):
+        verify_token(SECRET, good, audience="shop", issuer="other")
+
+
+def test_any_printable_sub_is_a_valid_caller() -> None:
+    for sub in ["ann smith", "Zoë", "用户", "x" * 200, str(uuid.uuid4())]:
+        assert verify_token(SECRET, mint_token(SECRET, sub, "customer")).sub == sub
