@@ -401,13 +401,25 @@ class Shop:
             for attempt in range(MAX_ATTEMPTS):
                 loaded = await self._load(existing, new_streams, use_cache=attempt == 0)
                 try:
-                    decided = decide(loaded)
+                    try:
+                        decided = decide(loaded)
+                    except DomainError:
+                        if not loaded.from_cache:
+                            raise
+                        self._cache.drop(existing)
+                        loaded = await self._load(existing, new_streams, use_cache=False)
+                        decided = decide(loaded)
                 except DomainError:
-                    if not loaded.from_cache:
+                    # A duplicate of a command that has meanwhile succeeded is refused on the
+                    # state the first one made (its stock is reserved now): it must get the
+                    # first one's result instead, as it would have a moment earlier.
+                    if idempotency is None:
                         raise
-                    self._cache.drop(existing)
-                    loaded = await self._load(existing, new_streams, use_cache=False)
-                    decided = decide(loaded)
+                    prior = await self.store.find_idempotent(idempotency.key)
+                    if prior is None:
+                        raise
+                    idempotency.check(prior)
+                    return _Executed(prior, await self.store.read_positions(prior.positions))
                 states = {
                     s: _fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
                     for s in streams

@@ -267,3 +267,19 @@ def test_a_short_jwt_secret_is_refused_at_start(tmp_path: Path) -> None:
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert "at least 32 bytes" in result.stderr
+
+
+async def test_duplicates_sent_at_once_get_the_first_result_even_when_stock_runs_out(
+    users: Users,
+) -> None:
+    """Found by the model-based test: the second of two simultaneous duplicates was decided
+    on the stock the first had just reserved, and answered INSUFFICIENT_STOCK."""
+    sku = new_sku()
+    await register(users, sku, "1.00", 3)
+    customer = users.customer()
+    key = str(uuid.uuid4())
+    variables = {"lines": [{"sku": sku, "quantity": 3}], "key": key}
+    bodies = await asyncio.gather(*(customer.raw(PLACE, variables) for _ in range(6)))
+    assert all(not b.get("errors") for b in bodies), [b.get("errors") for b in bodies]
+    assert len({b["data"]["placeOrder"]["orderId"] for b in bodies}) == 1
+    assert len(await stream_events(users, f"product-{sku}")) == 2
