@@ -13,6 +13,7 @@ from domain import order as order_domain
 from domain import product as product_domain
 from eventgraph.commands import CommandResult
 from schema.context import Info
+from schema.query import given
 from schema.scalars import Position
 from schema.types import DomainEvent, Order, OrderLineInput, Product
 
@@ -115,7 +116,7 @@ class Mutation:
         result = await info.context.shop.place_order(
             info.context.actor,
             [(line.sku, line.quantity) for line in lines],
-            idempotency_key or None,
+            given(idempotency_key),
         )
         return OrderPayload.of(result)
 
@@ -132,7 +133,7 @@ class Mutation:
         idempotency_key: str | None = strawberry.UNSET,
     ) -> OrderPayload:
         result = await info.context.shop.pay_order(
-            info.context.actor, ids.order_id(order_id), amount, idempotency_key or None
+            info.context.actor, ids.order_id(order_id), amount, given(idempotency_key)
         )
         return OrderPayload.of(result)
 

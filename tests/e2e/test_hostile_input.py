@@ -283,3 +283,11 @@ async def test_duplicates_sent_at_once_get_the_first_result_even_when_stock_runs
     assert all(not b.get("errors") for b in bodies), [b.get("errors") for b in bodies]
     assert len({b["data"]["placeOrder"]["orderId"] for b in bodies}) == 1
     assert len(await stream_events(users, f"product-{sku}")) == 2
+
+
+async def test_an_empty_idempotency_key_is_bad_input_not_silently_no_key(users: Users) -> None:
+    sku = new_sku()
+    await register(users, sku, "1.00", 3)
+    variables = {"lines": [{"sku": sku, "quantity": 1}], "key": ""}
+    assert await users.alice.error(PLACE, variables) == "BAD_USER_INPUT"
+    assert len(await stream_events(users, f"product-{sku}")) == 1

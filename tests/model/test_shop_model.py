@@ -491,7 +491,7 @@ class ShopMachine(RuleBasedStateMachine):
         payload = next(iter(body["data"].values()))
         if query == PLACE:
             key = variables.get("key")
-            assert key is not None and key.isascii() and key.isprintable() and " " not in key
+            assert key and key.isascii() and key.isprintable() and " " not in key
             who = self.customers[0]
             if (who, key) in self.keys:
                 assert payload["orderId"] == self.keys[(who, key)][2]
