@@ -435,13 +435,17 @@ class ShopMachine(RuleBasedStateMachine):
         payload = self.expect(who, CANCEL, {"id": spelt, "reason": reason}, errors)
         if payload is not None:
             assert order is not None and payload["order"]["status"] == "CANCELLED"
-            order.status = "CANCELLED"
-            self.dash.revenue -= order.paid
-            order.paid = Decimal("0.00")
-            for sku, quantity, _ in order.lines:
-                self.products[sku].reserved -= quantity
-                self.units[sku] -= quantity
-            self.dash.cancelled += 1
+            self._cancelled(order)
+
+    def _cancelled(self, order: ModelOrder) -> None:
+        """Stock released, payment refunded, units no longer sold."""
+        order.status = "CANCELLED"
+        self.dash.revenue -= order.paid
+        order.paid = Decimal("0.00")
+        for sku, quantity, _ in order.lines:
+            self.products[sku].reserved -= quantity
+            self.units[sku] -= quantity
+        self.dash.cancelled += 1
 
     @rule(
         data=st.data(),
@@ -502,13 +506,7 @@ class ShopMachine(RuleBasedStateMachine):
         elif query == CANCEL:
             order = self.orders[variables["id"]]
             assert order.status in ("PLACED", "PAID")
-            order.status = "CANCELLED"
-            self.dash.revenue -= order.paid
-            order.paid = Decimal("0.00")
-            for sku, quantity, _ in order.lines:
-                self.products[sku].reserved -= quantity
-                self.units[sku] -= quantity
-            self.dash.cancelled += 1
+            self._cancelled(order)
         elif query == REGISTER:
             assert variables["sku"] not in self.products
             product = payload["product"]
