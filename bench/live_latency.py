@@ -16,10 +16,10 @@ import time
 
 import websockets
 
+from application.auth import mint_token
 from bench.common import fresh_database, machine, server
 from bench.http import Connection
 from bench.server import SECRET, running_server
-from eventgraph.auth import mint_token
 
 SUB = "subscription($sku: String!) { product(sku: $sku) { reserved position } }"
 REGISTER = """mutation($sku: String!) { registerProduct(sku: $sku, name: "L", unitPrice: "1.00",

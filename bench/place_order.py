@@ -12,11 +12,11 @@ import random
 
 import asyncpg
 
+from application.auth import mint_token
 from bench.append import DATA, META, RAW_INSERT, RAW_TABLE
 from bench.common import cpu_by_command, cpu_delta, fresh_database, machine, rate, server
 from bench.http import Connection
 from bench.server import SECRET, running_server
-from eventgraph.auth import mint_token
 
 PLACE = """mutation($sku: String!) {
   placeOrder(lines: [{sku: $sku, quantity: 1}]) { orderId position }

@@ -11,10 +11,10 @@ import asyncio
 import os
 import random
 
+from application.auth import mint_token
 from bench.common import cpu_by_command, cpu_delta, fresh_database, machine, rate, server
 from bench.http import Connection
 from bench.server import SECRET, running_server
-from eventgraph.auth import mint_token
 
 QUERY = """query($sku: String!) {
   product(sku: $sku) { sku name unitPrice onHand reserved available position updatedAt } }"""

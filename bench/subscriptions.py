@@ -18,10 +18,10 @@ import time
 
 import websockets
 
+from application.auth import mint_token
 from bench.common import fresh_database, machine, server
 from bench.http import Connection
 from bench.server import SECRET, running_server
-from eventgraph.auth import mint_token
 
 SUB = (
     "subscription($sku: String!) { product(sku: $sku) { sku onHand reserved available position } }"

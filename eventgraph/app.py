@@ -14,12 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from eventgraph.auth import TokenVerifier
-from eventgraph.commands import Shop
+from application.auth import TokenVerifier
+from application.shop import Shop
 from eventgraph.config import Settings
-from eventgraph.graphql_http import graphql_http
-from eventgraph.graphql_ws import graphql_ws
-from eventgraph.multiplex import Multiplexer
 from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
 from projections.live import LiveViews
@@ -28,6 +25,9 @@ from schema import build_schema
 from schema.context import Services
 from schema.cursors import Cursors
 from schema.executor import Executor
+from transport.http import graphql_http
+from transport.multiplex import Multiplexer
+from transport.ws import graphql_ws
 
 
 async def healthz(request: Request) -> JSONResponse:

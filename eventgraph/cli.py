@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from eventgraph.auth import ROLES, mint_token
+from application.auth import ROLES, mint_token
 from eventgraph.config import ConfigError, Settings
 from eventgraph.database import database_url
 from eventstore.migrate import migrate
@@ -21,7 +21,7 @@ from eventstore.migrate import migrate
 def _draining_server() -> type:
     import uvicorn
 
-    from eventgraph.graphql_ws import drain_sessions
+    from transport.ws import drain_sessions
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM: stop accepting, end open subscriptions cleanly (`complete`, then close
@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from eventgraph.app import create_app
-    from eventgraph.graphql_ws import MAX_MESSAGE_BYTES
+    from transport.ws import MAX_MESSAGE_BYTES
 
     DrainingServer = _draining_server()
 

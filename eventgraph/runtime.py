@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.upcasters import UPCASTERS
-from eventgraph.fanout import Fanout
 from eventstore.migrate import migrate
 from eventstore.notify import CHANNEL as LOG_CHANNEL
 from eventstore.notify import CoalescingNotifier, Listener, Signal
@@ -20,6 +19,7 @@ from projections import all_projections
 from projections.generations import ensure_projection
 from projections.runner import ProjectionRunner
 from projections.watch import ProjectionWatch
+from transport.fanout import Fanout
 
 
 @dataclass

@@ -8,10 +8,10 @@ from typing import Any
 import strawberry
 from strawberry.types import Info as StrawberryInfo
 
+from application.auth import AuthError, Principal
+from application.shop import Shop
 from domain.errors import InvalidInput
 from domain.values import Actor
-from eventgraph.auth import AuthError, Principal
-from eventgraph.commands import Shop
 from eventstore.notify import Signal
 from projections.live import LiveViews
 from projections.read import ReadModels

@@ -9,8 +9,8 @@ import asyncpg
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
+from application.auth import AuthError
 from domain.errors import DomainError
-from eventgraph.auth import AuthError
 from eventstore.events import InvalidEventError
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import strawberry
 
+from application.handler import CommandResult
 from domain import ids
 from domain import order as order_domain
 from domain import product as product_domain
-from eventgraph.commands import CommandResult
 from schema.context import Info
 from schema.query import given
 from schema.scalars import Position

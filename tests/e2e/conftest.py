@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from eventgraph.auth import mint_token
+from application.auth import mint_token
 from tests.conftest import fresh_database
 
 SECRET = "test-secret-" + "x" * 32

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from eventgraph.auth import verify_token
+from application.auth import verify_token
 from tests.e2e.conftest import free_port
 
 CONTRACT = Path(__file__).parents[3] / "shared" / "contract" / "schema.graphql"

@@ -185,7 +185,7 @@ async def test_authentication_is_required_and_checked(users: Users) -> None:
         api = Api(users.client, users.url, None)
         api.headers = {"Authorization": bad}
         assert await api.error(REGISTER, variables) == "UNAUTHENTICATED"
-    from eventgraph.auth import mint_token
+    from application.auth import mint_token
     from tests.e2e.conftest import SECRET
 
     for forged in [

@@ -414,7 +414,7 @@ async def test_sigterm_completes_open_subscriptions_and_exits_promptly(
 
 
 async def test_an_expiring_token_closes_the_connection(users: Users) -> None:
-    from eventgraph.auth import mint_token
+    from application.auth import mint_token
     from tests.e2e.conftest import SECRET
 
     short = mint_token(SECRET, "brief", "customer", ttl_seconds=2)
@@ -427,7 +427,7 @@ async def test_an_expiring_token_closes_the_connection(users: Users) -> None:
 
 
 async def test_a_connection_has_a_cap_on_open_subscriptions(users: Users) -> None:
-    from eventgraph.graphql_ws import MAX_SUBSCRIPTIONS
+    from transport.ws import MAX_SUBSCRIPTIONS
 
     client = await acked(users.url, token("greedy"))
     for i in range(MAX_SUBSCRIPTIONS):

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
+from application.shop import Shop
 from domain.errors import InsufficientStock
 from domain.upcasters import UPCASTERS
 from domain.values import Actor
-from eventgraph.commands import Shop
 from eventstore.store import EventStore
 from eventstore.upcasting import UpcasterRegistry
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from eventgraph.fanout import Fanout
 from projections.watch import ProjectionWatch
+from transport.fanout import Fanout
 
 REDIS_URL = os.environ.get("EVENTGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

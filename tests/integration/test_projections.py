@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from application.shop import Shop
 from domain.errors import DomainError
 from domain.values import Actor
-from eventgraph.commands import Shop
 from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
 from eventstore.events import ANY, NewEvent

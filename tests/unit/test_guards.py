@@ -12,12 +12,12 @@ import jwt
 import pytest
 from graphql import parse
 
+from application.auth import AuthError, mint_token, verify_token
 from domain import integrity, order, product
 from domain.errors import InvalidInput
 from domain.ids import OrderId, canonical_legacy_order_id, order_id
 from domain.upcasters import upcast_canonical_order_id_v1_v2
 from domain.values import money
-from eventgraph.auth import AuthError, mint_token, verify_token
 from schema.limits import MAX_FIELDS, check_cost, too_deep
 from schema.scalars import _parse_decimal, _parse_position
 

@@ -16,12 +16,12 @@ import orjson
 from graphql import ExecutionResult, FieldNode, GraphQLError, OperationDefinitionNode, OperationType
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from eventgraph.auth import AuthError, Principal, TokenVerifier, bearer
-from eventgraph.multiplex import Multiplexer
+from application.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
 from schema.limits import too_deep
+from transport.multiplex import Multiplexer
 
 log = logging.getLogger(__name__)
 

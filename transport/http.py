@@ -14,7 +14,7 @@ from graphql import GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from eventgraph.auth import AuthError, Principal, TokenVerifier, bearer
+from application.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor

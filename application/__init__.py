@@ -1,0 +1,1 @@
+"""The application layer: command handling between the domain and the API."""

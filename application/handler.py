@@ -1,0 +1,298 @@
+"""The command handler: load the streams a command touches (from the cache, a snapshot and
+the events after it), decide, check the decision's integrity, append with the expected
+versions and the idempotency key; on a version conflict reload and decide again, a bounded
+number of times, then CONFLICT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+
+from application.cache import CachedState, StateCache
+from application.idempotency import Conflict, Idempotency
+from application.locks import StreamLocks
+from domain import integrity, order, product
+from domain.codec import DomainEvent, decode, decode_state, encode, encode_state
+from domain.errors import DomainError
+from domain.values import Actor
+from eventstore import ids
+from eventstore.events import (
+    NO_STREAM,
+    AppendResult,
+    ConcurrencyError,
+    IdempotencyKeyReused,
+    NewEvent,
+    RecordedEvent,
+)
+from eventstore.store import EventStore
+
+MAX_ATTEMPTS = 40
+"""Decide-and-append attempts before CONFLICT. Commands on one stream in one process queue
+on a local lock, so conflicts come only from other processes; this bounds the worst case."""
+
+S = TypeVar("S")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandResult(Generic[S]):
+    position: int
+    events: list[RecordedEvent]
+    state: S
+    """The aggregate's state after the command."""
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    evolve: Callable[[Any, Any], Any]
+    initial: Any
+    state_type: type[Any]
+
+
+AGGREGATES = {
+    "product-": Aggregate(product.evolve, product.initial_state, product.Product),
+    "order-": Aggregate(order.evolve, order.initial_state, order.Order),
+}
+SNAPSHOT_TAG = "shop-state-v1"
+"""Names the encoding of snapshot states: change it when a state's shape changes, and the old
+snapshots are simply not used."""
+SNAPSHOT_EVERY = 10
+"""Events after a snapshot (or the stream's start) that make a command save a new one."""
+
+
+def aggregate_of(stream_id: str) -> Aggregate:
+    return next(a for prefix, a in AGGREGATES.items() if stream_id.startswith(prefix))
+
+
+def _fold(evolve: Callable[[Any, Any], Any], initial: Any, events: Sequence[DomainEvent]) -> Any:
+    state = initial
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+@dataclass
+class Loaded:
+    """The streams a command touches: each one's version, and its state as a base (from a
+    snapshot, or the initial state) plus the events after that base."""
+
+    versions: dict[str, int] = field(default_factory=dict)
+    bases: dict[str, Any] = field(default_factory=dict)
+    events: dict[str, list[DomainEvent]] = field(default_factory=dict)
+    since_snapshot: dict[str, int] = field(default_factory=dict)
+    from_cache: bool = False
+
+    def state(self, stream: str) -> Any:
+        return _fold(aggregate_of(stream).evolve, self.bases[stream], self.events[stream])
+
+
+@dataclass(frozen=True)
+class Executed:
+    result: AppendResult
+    events: list[RecordedEvent]
+    states: dict[str, Any] | None = None
+    """Every touched stream's state after the command; None for a replayed command."""
+
+
+class CommandHandler:
+    """Runs a decision against the event log: see the module's docstring."""
+
+    def __init__(self, store: EventStore, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._locks = StreamLocks()
+        self._cache = StateCache()
+
+    def decode(self, event: RecordedEvent) -> DomainEvent:
+        return decode(event.type, event.data, event.occurred_at)
+
+    async def execute(
+        self,
+        actor: Actor,
+        command_name: str,
+        streams: Sequence[str],
+        decide: Callable[[Loaded], dict[str, list[DomainEvent]]],
+        idempotency: Idempotency | None = None,
+        new_streams: frozenset[str] | set[str] = frozenset(),
+    ) -> Executed:
+        if idempotency is not None:
+            prior = await self.store.find_idempotent(idempotency.key)
+            if prior is not None:
+                idempotency.check(prior)
+                return Executed(prior, await self.store.read_positions(prior.positions))
+        metadata = {
+            "correlationId": str(ids.uuid4()),
+            "causationId": str(ids.uuid4()),
+            "command": command_name,
+            "actor": {"id": actor.id, "role": actor.role},
+        }
+        existing = [s for s in streams if s not in new_streams]
+        async with self._locks.hold(streams):
+            for attempt in range(MAX_ATTEMPTS):
+                loaded = await self._load(existing, new_streams, use_cache=attempt == 0)
+                try:
+                    try:
+                        decided = decide(loaded)
+                    except DomainError:
+                        if not loaded.from_cache:
+                            raise
+                        self._cache.drop(existing)
+                        loaded = await self._load(existing, new_streams, use_cache=False)
+                        decided = decide(loaded)
+                except DomainError:
+                    # A duplicate of a command that has meanwhile succeeded is refused on the
+                    # state the first one made (its stock is reserved now): it must get the
+                    # first one's result instead, as it would have a moment earlier.
+                    if idempotency is None:
+                        raise
+                    prior = await self.store.find_idempotent(idempotency.key)
+                    if prior is None:
+                        raise
+                    idempotency.check(prior)
+                    return Executed(prior, await self.store.read_positions(prior.positions))
+                states = {
+                    s: _fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
+                    for s in streams
+                }
+                integrity.check(decided, {s: state is not None for s, state in states.items()})
+                batch = {
+                    s: (loaded.versions[s], [self._new_event(e, metadata) for e in events])
+                    for s, events in decided.items()
+                    if events
+                }
+                try:
+                    result = await self.store.append(
+                        batch,
+                        idempotency_key=idempotency.key if idempotency else None,
+                        fingerprint=idempotency.fingerprint if idempotency else None,
+                    )
+                except ConcurrencyError:
+                    self._cache.drop(existing)
+                    if not loaded.from_cache:
+                        await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
+                    continue
+                except IdempotencyKeyReused:
+                    assert idempotency is not None
+                    prior = await self.store.find_idempotent(idempotency.key)
+                    assert prior is not None
+                    idempotency.check(prior)
+                    return Executed(prior, await self.store.read_positions(prior.positions))
+                if result.replayed:
+                    assert idempotency is not None
+                    idempotency.check(result)
+                    return Executed(result, await self.store.read_positions(result.positions))
+                for s, events in decided.items():
+                    loaded.events[s] += events
+                    loaded.since_snapshot[s] += len(events)
+                await self._snapshot(loaded, states, result)
+                for s in streams:
+                    version = result.stream_versions.get(s, loaded.versions[s])
+                    self._cache.put(s, CachedState(version, states[s], loaded.since_snapshot[s]))
+                return Executed(result, self._recorded(batch, result), states)
+        raise Conflict(f"{command_name} kept conflicting with concurrent commands; try again")
+
+    async def _load(
+        self, streams: Sequence[str], new_streams: Collection[str], *, use_cache: bool
+    ) -> Loaded:
+        loaded = Loaded()
+        for s in new_streams:
+            loaded.versions[s], loaded.bases[s], loaded.events[s] = NO_STREAM, None, []
+            loaded.since_snapshot[s] = 0
+        missing = list(streams)
+        if use_cache:
+            missing = []
+            for s in streams:
+                cached = self._cache.get(s)
+                if cached is None:
+                    missing.append(s)
+                    continue
+                loaded.versions[s], loaded.bases[s], loaded.events[s] = (
+                    cached.version,
+                    cached.state,
+                    [],
+                )
+                loaded.since_snapshot[s] = cached.since_snapshot
+                loaded.from_cache = True
+        if not missing:
+            return loaded
+        found = await self.store.read_streams(missing, SNAPSHOT_TAG)
+        for s in missing:
+            snapshot, recorded = found[s]
+            aggregate = aggregate_of(s)
+            base_version = 0
+            loaded.bases[s] = aggregate.initial
+            if snapshot is not None:
+                base_version = snapshot.version
+                loaded.bases[s] = decode_state(aggregate.state_type, snapshot.state)
+            loaded.versions[s] = recorded[-1].stream_version if recorded else base_version
+            loaded.events[s] = [self.decode(e) for e in recorded]
+            loaded.since_snapshot[s] = len(recorded)
+        return loaded
+
+    async def _snapshot(
+        self, loaded: Loaded, states: dict[str, Any], result: AppendResult
+    ) -> None:
+        """Save the state of streams that have grown long since their last snapshot. Best
+        effort: a snapshot is only ever a shortcut."""
+        for s, count in loaded.since_snapshot.items():
+            if count >= SNAPSHOT_EVERY and states[s] is not None:
+                try:
+                    await self.store.save_snapshot(
+                        s, result.stream_versions[s], SNAPSHOT_TAG, encode_state(states[s])
+                    )
+                    loaded.since_snapshot[s] = 0
+                except (asyncpg.PostgresError, OSError) as exc:
+                    log.warning("could not save a snapshot of %s: %s", s, exc)
+
+    @staticmethod
+    def _new_event(event: DomainEvent, metadata: dict[str, Any]) -> NewEvent:
+        event_type, schema_version, data = encode(event)
+        return NewEvent(event_type, data, schema_version, metadata, occurred_at=event.occurred_at)
+
+    @staticmethod
+    def _recorded(
+        batch: dict[str, tuple[int, list[NewEvent]]], result: AppendResult
+    ) -> list[RecordedEvent]:
+        recorded: list[RecordedEvent] = []
+        positions = iter(result.positions)
+        for stream, (version, events) in batch.items():
+            start = max(version, 0)
+            for offset, e in enumerate(events, start=1):
+                recorded.append(
+                    RecordedEvent(
+                        next(positions),
+                        e.event_id,
+                        stream,
+                        start + offset,
+                        e.type,
+                        e.schema_version,
+                        e.data,
+                        e.metadata,
+                        e.occurred_at,
+                    )
+                )
+        return sorted(recorded, key=lambda r: r.position)
+
+    async def with_state(self, executed: Executed, stream: str) -> CommandResult[Any]:
+        """The stream's state right after the command (read back for a replayed command)."""
+        result = executed.result
+        if executed.states is not None:
+            state = executed.states[stream]
+        else:
+            stored = await self.store.read_stream(stream)
+            history = [self.decode(e) for e in stored if e.position <= result.last_position]
+            aggregate = aggregate_of(stream)
+            state = _fold(aggregate.evolve, aggregate.initial, history)
+        return CommandResult(result.last_position, executed.events, state, result.replayed)
+
+    async def order_result(self, executed: Executed) -> CommandResult[order.Order]:
+        stream = next(e.stream_id for e in executed.events if e.stream_id.startswith("order-"))
+        return await self.with_state(executed, stream)

@@ -1,0 +1,53 @@
+"""Idempotency keys: a client's key, scoped to its caller, bound to the command and arguments
+it was first used with."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from domain.errors import DomainError, InvalidInput
+from domain.values import Actor
+from eventstore.events import (
+    AppendResult,
+)
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+
+
+CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+"""An idempotency key as a client sends it: printable ASCII, no spaces."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A client's idempotency key, scoped to its caller, and what it must mean: the stored
+    key is a digest of (caller, key), so any caller id works whatever its characters or
+    length; the fingerprint is a digest of (command, canonical arguments)."""
+
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(
+        cls, actor: Actor, client_key: str | None, command: str, arguments: object
+    ) -> Idempotency | None:
+        if client_key is None:
+            return None
+        if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
+            raise InvalidInput("idempotencyKey must be 1 to 200 printable ASCII characters")
+        scope = orjson.dumps([actor.id, client_key])
+        signature = orjson.dumps([command, arguments], default=str)
+        return cls("k2:" + hashlib.sha256(scope).hexdigest(), hashlib.sha256(signature).hexdigest())
+
+    def check(self, result: AppendResult) -> None:
+        if result.fingerprint is not None and result.fingerprint != self.fingerprint:
+            raise Conflict(
+                "this idempotencyKey was already used for a different command or different"
+                " arguments; use a new key for a new command"
+            )

@@ -1,0 +1,185 @@
+"""The shop's commands, as the GraphQL mutations call them: each builds its decision from the
+pure deciders and hands it to the command handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from application.handler import CommandHandler, CommandResult, Loaded
+from application.idempotency import Idempotency
+from domain import order, product, values
+from domain.codec import DomainEvent
+from domain.errors import NotFound
+from domain.ids import OrderId, new_order_id
+from domain.order import OrderLine
+from domain.values import Actor
+from eventstore import ids
+from eventstore.store import EventStore
+
+
+class Shop:
+    """The shop's commands, as the GraphQL mutations call them."""
+
+    def __init__(self, store: EventStore, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.handler = CommandHandler(store, clock)
+        self._clock = self.handler.clock
+
+    # Products ------------------------------------------------------------------------------
+
+    async def register_product(
+        self, actor: Actor, sku: str, name: str, unit_price: object, initial_stock: int
+    ) -> CommandResult[product.Product]:
+        actor.require_staff()
+        command = product.RegisterProduct(
+            values.sku(sku),
+            values.text(name, field="name", maximum=values.MAX_NAME),
+            values.money(unit_price, field="unitPrice"),
+            values.stock(initial_stock),
+            actor,
+            self._clock(),
+        )
+        return await self._product_command(actor, sku, command)
+
+    async def restock_product(
+        self, actor: Actor, sku: str, quantity: int
+    ) -> CommandResult[product.Product]:
+        actor.require_staff()
+        values.sku(sku)
+        values.quantity(quantity)
+        return await self._product_command(
+            actor, sku, product.RestockProduct(sku, quantity, actor, self._clock())
+        )
+
+    async def _product_command(
+        self, actor: Actor, sku: str, command: product.ProductCommand
+    ) -> CommandResult[product.Product]:
+        stream = product.stream_id(sku)
+
+        def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
+            state = loaded.state(stream)
+            return {stream: list(product.decide(command, state))}
+
+        result = await self.handler.execute(actor, type(command).__name__, [stream], decide)
+        return await self.handler.with_state(result, stream)
+
+    # Orders --------------------------------------------------------------------------------
+
+    async def place_order(
+        self, actor: Actor, lines: Sequence[tuple[str, int]], idempotency_key: str | None = None
+    ) -> CommandResult[order.Order]:
+        requested = order.validate_lines(tuple(lines))
+        key = Idempotency.of(
+            actor, idempotency_key, "placeOrder", sorted([sku, qty] for sku, qty in requested)
+        )
+        order_id = new_order_id(ids.uuid4())
+        order_stream = order.stream_id(order_id)
+        product_streams = {sku: product.stream_id(sku) for sku, _ in requested}
+
+        def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
+            now = self._clock()
+            catalogue: dict[str, product.Product] = {}
+            for sku, stream in product_streams.items():
+                state = loaded.state(stream)
+                if state is None:
+                    raise NotFound(f"no product with sku {sku!r}")
+                catalogue[sku] = state
+            priced = tuple(OrderLine(sku, qty, catalogue[sku].unit_price) for sku, qty in requested)
+            decided: dict[str, list[DomainEvent]] = {
+                order_stream: list(
+                    order.decide(order.PlaceOrder(order_id, priced, actor, now), None)
+                )
+            }
+            for sku, qty in requested:
+                reserve = product.ReserveStock(sku, order_id, qty, now)
+                decided[product_streams[sku]] = list(product.decide(reserve, catalogue[sku]))
+            return decided
+
+        result = await self.handler.execute(
+            actor,
+            "PlaceOrder",
+            [order_stream, *product_streams.values()],
+            decide,
+            key,
+            new_streams={order_stream},
+        )
+        return await self.handler.order_result(result)
+
+    async def pay_order(
+        self,
+        actor: Actor,
+        order_id: OrderId,
+        amount: object,
+        idempotency_key: str | None = None,
+    ) -> CommandResult[order.Order]:
+        paid = values.money(amount)
+        key = Idempotency.of(actor, idempotency_key, "payOrder", [order_id, str(paid)])
+        stream = order.stream_id(order_id)
+
+        def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
+            state = loaded.state(stream)
+            command = order.PayOrder(order_id, paid, actor, self._clock())
+            return {stream: list(order.decide(command, state))}
+
+        return await self.handler.order_result(
+            await self.handler.execute(actor, "PayOrder", [stream], decide, key)
+        )
+
+    async def ship_order(self, actor: Actor, order_id: OrderId) -> CommandResult[order.Order]:
+        actor.require_staff()
+        return await self._order_with_stock(
+            actor,
+            order_id,
+            "ShipOrder",
+            lambda now: order.ShipOrder(order_id, actor, now),
+            product.ShipStock,
+        )
+
+    async def cancel_order(
+        self, actor: Actor, order_id: OrderId, reason: str
+    ) -> CommandResult[order.Order]:
+        reason = values.text(reason, field="reason", maximum=values.MAX_REASON)
+        return await self._order_with_stock(
+            actor,
+            order_id,
+            "CancelOrder",
+            lambda now: order.CancelOrder(order_id, reason, actor, now),
+            product.ReleaseStock,
+        )
+
+    async def _order_with_stock(
+        self,
+        actor: Actor,
+        order_id: OrderId,
+        name: str,
+        make: Callable[[datetime], order.OrderCommand],
+        stock_command: type[product.ShipStock] | type[product.ReleaseStock],
+    ) -> CommandResult[order.Order]:
+        """Ship or cancel: the order's events and each reserved product's stock move together."""
+        stream = order.stream_id(order_id)
+        current = await self.store.read_stream(stream)
+        if not current:
+            raise NotFound(f"no order {order_id!r}")
+        placed = self.handler.decode(current[0])
+        assert isinstance(placed, order.OrderPlaced)
+        product_streams = {line.sku: product.stream_id(line.sku) for line in placed.lines}
+
+        def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
+            now = self._clock()
+            state = loaded.state(stream)
+            decided: dict[str, list[DomainEvent]] = {stream: list(order.decide(make(now), state))}
+            for line in placed.lines:
+                ps = product_streams[line.sku]
+                stock = loaded.state(ps)
+                decided[ps] = list(
+                    product.decide(stock_command(line.sku, order_id, line.quantity, now), stock)
+                )
+            return decided
+
+        result = await self.handler.execute(
+            actor, name, [stream, *product_streams.values()], decide
+        )
+        return await self.handler.order_result(result)
+
+    # Machinery -----------------------------------------------------------------------------

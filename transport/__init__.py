@@ -1,0 +1,1 @@
+"""Transport: GraphQL over HTTP and WebSocket, and the fan-out between processes."""
