@@ -375,7 +375,9 @@ class ShopMachine(RuleBasedStateMachine):
         due = order.total - order.paid if order else Decimal("1.00")
         amount = due + CENT if wrong_amount else due
         key = uuid.uuid4().hex if keyed else None
-        if order is None:
+        if amount <= 0:  # validated before the order is even loaded
+            errors = {"BAD_USER_INPUT"}
+        elif order is None:
             errors = {"NOT_FOUND"}
         elif who != self.staff and who != order.customer:
             errors = {"FORBIDDEN"}
