@@ -237,9 +237,7 @@ class CommandHandler:
             loaded.since_snapshot[s] = len(recorded)
         return loaded
 
-    async def _snapshot(
-        self, loaded: Loaded, states: dict[str, Any], result: AppendResult
-    ) -> None:
+    async def _snapshot(self, loaded: Loaded, states: dict[str, Any], result: AppendResult) -> None:
         """Save the state of streams that have grown long since their last snapshot. Best
         effort: a snapshot is only ever a shortcut."""
         for s, count in loaded.since_snapshot.items():

@@ -9,10 +9,10 @@ from datetime import datetime
 from application.handler import CommandHandler, CommandResult, Loaded
 from application.idempotency import Idempotency
 from domain import order, product, values
+from domain import shop as rules
 from domain.codec import DomainEvent
 from domain.errors import NotFound
 from domain.ids import OrderId, new_order_id
-from domain.order import OrderLine
 from domain.values import Actor
 from eventstore import ids
 from eventstore.store import EventStore
@@ -78,23 +78,8 @@ class Shop:
         product_streams = {sku: product.stream_id(sku) for sku, _ in requested}
 
         def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
-            now = self._clock()
-            catalogue: dict[str, product.Product] = {}
-            for sku, stream in product_streams.items():
-                state = loaded.state(stream)
-                if state is None:
-                    raise NotFound(f"no product with sku {sku!r}")
-                catalogue[sku] = state
-            priced = tuple(OrderLine(sku, qty, catalogue[sku].unit_price) for sku, qty in requested)
-            decided: dict[str, list[DomainEvent]] = {
-                order_stream: list(
-                    order.decide(order.PlaceOrder(order_id, priced, actor, now), None)
-                )
-            }
-            for sku, qty in requested:
-                reserve = product.ReserveStock(sku, order_id, qty, now)
-                decided[product_streams[sku]] = list(product.decide(reserve, catalogue[sku]))
-            return decided
+            catalogue = {sku: loaded.state(stream) for sku, stream in product_streams.items()}
+            return rules.checkout(order_id, requested, catalogue, actor, self._clock())
 
         result = await self.handler.execute(
             actor,
@@ -132,8 +117,7 @@ class Shop:
             actor,
             order_id,
             "ShipOrder",
-            lambda now: order.ShipOrder(order_id, actor, now),
-            product.ShipStock,
+            lambda placed, stock, at: rules.ship(placed, stock, actor, at),
         )
 
     async def cancel_order(
@@ -144,8 +128,7 @@ class Shop:
             actor,
             order_id,
             "CancelOrder",
-            lambda now: order.CancelOrder(order_id, reason, actor, now),
-            product.ReleaseStock,
+            lambda placed, stock, at: rules.cancel(placed, stock, reason, actor, at),
         )
 
     async def _order_with_stock(
@@ -153,10 +136,12 @@ class Shop:
         actor: Actor,
         order_id: OrderId,
         name: str,
-        make: Callable[[datetime], order.OrderCommand],
-        stock_command: type[product.ShipStock] | type[product.ReleaseStock],
+        rule: Callable[
+            [order.OrderState, dict[str, product.ProductState], datetime], rules.Decision
+        ],
     ) -> CommandResult[order.Order]:
-        """Ship or cancel: the order's events and each reserved product's stock move together."""
+        """Ship or cancel: the order's events and each reserved product's stock move together.
+        The order's lines say which products to load, so it is read first."""
         stream = order.stream_id(order_id)
         current = await self.store.read_stream(stream)
         if not current:
@@ -166,20 +151,10 @@ class Shop:
         product_streams = {line.sku: product.stream_id(line.sku) for line in placed.lines}
 
         def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
-            now = self._clock()
-            state = loaded.state(stream)
-            decided: dict[str, list[DomainEvent]] = {stream: list(order.decide(make(now), state))}
-            for line in placed.lines:
-                ps = product_streams[line.sku]
-                stock = loaded.state(ps)
-                decided[ps] = list(
-                    product.decide(stock_command(line.sku, order_id, line.quantity, now), stock)
-                )
-            return decided
+            stock = {sku: loaded.state(ps) for sku, ps in product_streams.items()}
+            return rule(loaded.state(stream), stock, self._clock())
 
         result = await self.handler.execute(
             actor, name, [stream, *product_streams.values()], decide
         )
         return await self.handler.order_result(result)
-
-    # Machinery -----------------------------------------------------------------------------
