@@ -22,6 +22,7 @@ class Conflict(DomainError):
 
 CLIENT_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 """An idempotency key as a client sends it: printable ASCII, no spaces."""
+LEGACY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,9 @@ class Idempotency:
 
     key: str
     fingerprint: str
+    legacy_key: str | None = None
+    """How the previous version stored this key (`command:len:caller:key`, no fingerprint),
+    so that a command retried across an upgrade still finds its first result."""
 
     @classmethod
     def of(
@@ -43,7 +47,12 @@ class Idempotency:
             raise InvalidInput("idempotencyKey must be 1 to 200 printable ASCII characters")
         scope = orjson.dumps([actor.id, client_key])
         signature = orjson.dumps([command, arguments], default=str)
-        return cls("k2:" + hashlib.sha256(scope).hexdigest(), hashlib.sha256(signature).hexdigest())
+        legacy = f"{command}:{len(actor.id)}:{actor.id}:{client_key}"
+        return cls(
+            "k2:" + hashlib.sha256(scope).hexdigest(),
+            hashlib.sha256(signature).hexdigest(),
+            legacy if LEGACY_KEY.fullmatch(legacy) else None,
+        )
 
     def check(self, result: AppendResult) -> None:
         if result.fingerprint is not None and result.fingerprint != self.fingerprint:

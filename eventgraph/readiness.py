@@ -9,4 +9,4 @@ from projections.operations import status
 
 
 async def readiness(runtime: Runtime, max_lag_events: int) -> dict[str, Any]:
-    return await status(runtime.pool, await runtime.store.head(), max_lag_events)
+    return await status(runtime.pool, await runtime.store.head(), max_lag_events, detail=False)

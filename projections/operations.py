@@ -37,25 +37,26 @@ class ParkRefused(Exception):
 
 
 async def status(
-    conn: asyncpg.Connection | asyncpg.Pool, head: int, max_lag_events: int
+    conn: asyncpg.Connection | asyncpg.Pool, head: int, max_lag_events: int, *, detail: bool
 ) -> dict[str, Any]:
     """Each projection's checkpoint against the log's `head`, what stopped it if anything,
-    and the events parked for it; `ready` when none has stopped or lags too far."""
+    and the events parked for it; `ready` when none has stopped or lags too far. Without
+    `detail` (for the open /readyz), a parked event's stored error and who parked it are
+    left out."""
     rows = await conn.fetch(_STATUS, head)
     parked: dict[str, list[dict[str, Any]]] = {}
     for r in await conn.fetch(_PARKED):
-        parked.setdefault(r["projection"], []).append(
-            {
-                "position": r["position"],
-                "eventId": str(r["event_id"]),
-                "type": r["event_type"],
-                "streamId": r["stream_id"],
-                "error": r["error"],
-                "reason": r["reason"],
-                "parkedBy": r["parked_by"],
-                "parkedAt": r["parked_at"].isoformat(),
-            }
-        )
+        entry = {
+            "position": r["position"],
+            "eventId": str(r["event_id"]),
+            "type": r["event_type"],
+            "streamId": r["stream_id"],
+            "reason": r["reason"],
+            "parkedAt": r["parked_at"].isoformat(),
+        }
+        if detail:
+            entry |= {"error": r["error"], "parkedBy": r["parked_by"]}
+        parked.setdefault(r["projection"], []).append(entry)
     now = datetime.now(UTC)
     projections: dict[str, Any] = {}
     ready = True
@@ -155,3 +156,20 @@ async def park(
                 name,
             )
     return Parked(name, position, event["type"], event["stream_id"], stopped_here)
+
+
+async def resume(conn: asyncpg.Connection, name: str) -> bool:
+    """Let a stopped projection try again from its checkpoint (after a fix, or a failure that
+    was not the event's fault); True if it had stopped."""
+    try:
+        by_name(name)
+    except LookupError as exc:
+        raise ParkRefused(str(exc)) from None
+    return bool(
+        await conn.fetchval(
+            "UPDATE eventgraph.projections SET status = 'running', error = NULL,"
+            " failed_position = NULL, updated_at = now() WHERE name = $1 AND status = 'failed'"
+            " RETURNING true",
+            name,
+        )
+    )

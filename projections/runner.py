@@ -35,6 +35,18 @@ CONNECTION_ERRORS = (
 )
 
 
+TRANSIENT_ERRORS = (
+    *CONNECTION_ERRORS,
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
+    asyncpg.QueryCanceledError,  # statement timeout
+    asyncpg.LockNotAvailableError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+)
+"""Failures of the moment, not of the event: the projector retries from its checkpoint
+rather than stopping on them."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     generation: int
@@ -96,7 +108,7 @@ async def apply_batch(
         async with conn.transaction():
             await projection.apply(conn, schema, events)
         return events[-1].position, None
-    except CONNECTION_ERRORS:
+    except TRANSIENT_ERRORS:
         raise
     except Exception:
         applied = 0
@@ -104,7 +116,7 @@ async def apply_batch(
             try:
                 async with conn.transaction():
                     await projection.apply(conn, schema, [event])
-            except CONNECTION_ERRORS:
+            except TRANSIENT_ERRORS:
                 raise
             except Exception as exc:
                 return applied, ApplyFailed(event, exc)

@@ -6,7 +6,9 @@ fields compares every pair of same-named fields in a selection set, so a 5 KB do
 repeats `node { sku name }` 300 times costs half a second of CPU before anyone has looked at
 the token. `check_cost` runs first, in time proportional to its budget: it counts the fields
 a document selects with every fragment expanded, and how often one response name repeats in
-one selection set, and refuses a document over either cap before it is validated."""
+one selection set, and refuses a document over either cap before it is validated. Every
+selection (a field, a spread, an inline fragment) is charged to one budget, so the check
+itself cannot be made to take long."""
 
 from __future__ import annotations
 
@@ -52,13 +54,19 @@ def check_cost(document: DocumentNode) -> GraphQLError | None:
     }
     budget = [MAX_FIELDS]
 
+    def charge() -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooCostly(f"the document selects more than {MAX_FIELDS} fields")
+
     def fields_of(selection_set: SelectionSetNode, spreading: frozenset[str]) -> list[FieldNode]:
+        """The fields of a selection set with its fragments merged in. Every selection costs
+        one unit of the budget, a spread or an inline fragment too, so that fragments that
+        spread each other eight times over (or lead nowhere) cannot multiply the work."""
         found: list[FieldNode] = []
         for selection in selection_set.selections:
+            charge()
             if isinstance(selection, FieldNode):
-                budget[0] -= 1
-                if budget[0] < 0:
-                    raise _TooCostly(f"the document selects more than {MAX_FIELDS} fields")
                 found.append(selection)
             elif isinstance(selection, InlineFragmentNode):
                 found.extend(fields_of(selection.selection_set, spreading))
@@ -85,8 +93,10 @@ def check_cost(document: DocumentNode) -> GraphQLError | None:
             visit(children)
 
     try:
+        # Fragments are checked where they are spread and also on their own: validation
+        # checks an unused fragment's overlaps too (before it refuses it as unused).
         for definition in document.definitions:
-            if isinstance(definition, OperationDefinitionNode):
+            if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
                 visit([definition.selection_set])
     except _TooCostly as exc:
         return GraphQLError(f"Query too costly: {exc}.")

@@ -203,6 +203,7 @@ class Session:
         operation_name = payload.get("operationName")
         if (
             not isinstance(query, str)
+            or (operation_name is not None and not isinstance(operation_name, str))
             or (variables is not None and not isinstance(variables, dict))
             or too_deep(variables)
         ):

@@ -1,7 +1,7 @@
 -- The log is append-only, enforced by the database itself: no role, the owner included, can
--- UPDATE, DELETE or TRUNCATE an event while these triggers stand (only a superuser who
--- disables triggers on purpose could). Parked events are a record of operators' decisions,
--- kept the same way.
+-- UPDATE, DELETE or TRUNCATE an event while these triggers stand. Only the table's owner (or
+-- a superuser) could drop or disable them, deliberately, in a statement of its own. Parked
+-- events are a record of operators' decisions, kept the same way.
 CREATE FUNCTION eventgraph.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '%.% is append-only: % refused', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
@@ -21,11 +21,9 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON eventgraph.events
 -- Keys stored before this migration have none and replay as before.
 ALTER TABLE eventgraph.idempotency_keys ADD COLUMN fingerprint text;
 
-DROP FUNCTION eventgraph.append_events(
-    text[], bigint[], text, uuid[], text[], text[], integer[], text[], text[], timestamptz[]
-);
-
--- As in 0001, plus p_fingerprint, stored with the key and returned on a replay.
+-- As in 0001, plus p_fingerprint, stored with the key and returned on a replay. The version
+-- of 0001 stays, so that processes of the previous version keep appending during a rolling
+-- upgrade.
 CREATE FUNCTION eventgraph.append_events(
     p_streams text[], p_expected bigint[], p_idempotency_key text, p_fingerprint text,
     p_event_ids uuid[], p_stream_ids text[], p_types text[], p_schema_versions integer[],
@@ -93,6 +91,11 @@ $$;
 -- which event. An operator may then park that one event for that one projection: a recorded
 -- decision, which the projector and every rebuild of that projection honour, and /readyz lists.
 ALTER TABLE eventgraph.projections ADD COLUMN failed_position bigint;
+
+-- A projection stopped by the previous version (which could store an order id that the
+-- projections could not look up) is tried again: it now reads canonical ids, and if it
+-- still cannot apply an event, it stops again, this time saying which.
+UPDATE eventgraph.projections SET status = 'running', error = NULL WHERE status = 'failed';
 
 CREATE TABLE eventgraph.parked_events (
     projection  text        NOT NULL,

@@ -21,7 +21,7 @@ from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
 from eventstore.events import ANY, NO_STREAM, NewEvent
 from projections import by_name
-from projections.operations import ParkRefused, park
+from projections.operations import ParkRefused, park, resume, status
 from projections.rebuild import rebuild
 from tests.integration.test_projections import (
     SKUS,
@@ -83,6 +83,9 @@ async def test_a_stopped_projection_says_why_and_resumes_once_its_event_is_parke
         assert products["status"] == "running" and products["stoppedAt"] is None
         [parked] = products["parked"]
         assert parked["position"] == bad and parked["reason"].startswith("stock for a sku")
+        assert "parkedBy" not in parked and "error" not in parked, "the open /readyz says less"
+        detailed = await status(runtime.pool, head, 10_000, detail=True)
+        [parked] = detailed["projections"]["products"]["parked"]
         assert parked["parkedBy"] == "ops" and "GHOST" in parked["error"]
         assert report["projections"]["orders"]["parked"] == []  # parked for products only
         restocked = await runtime.pool.fetchval(
@@ -251,3 +254,83 @@ async def test_the_log_is_append_only_for_the_service_role(clean_db: str) -> Non
                 await runtime.pool.execute(statement)
         assert await runtime.pool.fetchval("SELECT count(*) FROM eventgraph.events") == count
         assert await runtime.pool.fetchval("SELECT count(*) FROM eventgraph.events") == len(SKUS)
+
+
+async def test_resume_lets_a_stopped_projection_try_again(clean_db: str) -> None:
+    """After a failure that was not the event's fault (here: the product registered late,
+    by hand, so that the stock event now applies), an operator resumes without parking."""
+    async with open_runtime(clean_db) as runtime:
+        await poisoned(runtime)
+        async with runtime.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO readmodel.products VALUES ('GHOST', 'Ghost', 1, 0, 0, 1, now())"
+            )
+            assert await resume(conn, "products")
+            assert not await resume(conn, "products")
+        await caught_up(runtime)
+        report = await readiness(runtime, 10_000)
+        assert report["ready"] and report["projections"]["products"]["parked"] == []
+
+
+async def test_the_upgrade_retries_a_projection_the_earlier_version_stopped(
+    server_url: str,
+) -> None:
+    """Migration 0004 sets a projection stopped by the previous version running again: with
+    canonical ids it may now apply what stopped it (and if not, it says which event)."""
+    from eventstore.migrate import available_migrations, migrate
+    from tests.conftest import _replace_database
+
+    name = f"eventgraph_upgrade_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        conn = await asyncpg.connect(_replace_database(server_url, name))
+        try:
+            await conn.execute(
+                "CREATE SCHEMA eventgraph; CREATE TABLE eventgraph.schema_migrations"
+                " (version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for version, file, sql in available_migrations()[:3]:
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO eventgraph.schema_migrations VALUES ($1, $2)", version, file
+                )
+            await conn.execute(
+                "INSERT INTO eventgraph.projections (name, version, generation, status, error)"
+                " VALUES ('orders', 1, 1, 'failed', 'PaymentProcessed for an unknown order')"
+            )
+            assert await migrate(conn) == ["0004_guards.sql"]
+            row = await conn.fetchrow("SELECT status, error FROM eventgraph.projections")
+            assert (row["status"], row["error"]) == ("running", None)
+            # and the previous version's append function still works beside the new one
+            await conn.execute(
+                "SELECT * FROM eventgraph.append_events(ARRAY['s'], ARRAY[0::bigint], NULL,"
+                " ARRAY[gen_random_uuid()], ARRAY['s'], ARRAY['Old'], ARRAY[1],"
+                " ARRAY['{}'], ARRAY['{}'], ARRAY[now()])"
+            )
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def test_a_key_stored_by_the_previous_version_still_replays(clean_db: str) -> None:
+    """A placeOrder retried across the upgrade finds the first result under the key the
+    previous version stored (`placeOrder:len:caller:key`), instead of placing a second order."""
+    async with open_runtime(clean_db) as runtime:
+        shop = Shop(runtime.store)
+        await register_catalogue(shop)
+        ann = Actor("ann", "customer")
+        first = await shop.place_order(ann, [(SKUS[0], 1)])
+        await runtime.pool.execute(
+            "INSERT INTO eventgraph.idempotency_keys (key, positions, streams, versions)"
+            " VALUES ($1, $2, $3, $4)",
+            "placeOrder:3:ann:retry-1",
+            [first.position - 1, first.position],
+            [f"order-{first.state.order_id}", f"product-{SKUS[0]}"],
+            [1, 2],
+        )
+        again = await shop.place_order(ann, [(SKUS[0], 1)], "retry-1")
+        assert again.replayed and again.state.order_id == first.state.order_id

@@ -108,6 +108,26 @@ def test_a_document_that_repeats_a_field_is_refused_before_validation() -> None:
     assert check_cost(parse("{ products { edges { node { sku name } } } }")) is None
 
 
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_fragments_that_spread_each_other_cannot_multiply_the_work(cyclic: bool) -> None:
+    n = 14  # 8^14 expansions if spreads were free
+    last = "...F0" if cyclic else "...Missing"
+    fragments = (
+        " ".join(f"fragment F{i} on Query {{ " + f"...F{i + 1} " * 8 + "}" for i in range(n - 1))
+        + f" fragment F{n - 1} on Query {{ {last} }}"
+    )
+    started = time.perf_counter()
+    error = check_cost(parse("{ ...F0 } " + fragments))
+    assert error is not None and "more than" in error.message
+    assert time.perf_counter() - started < 0.5
+
+
+def test_an_unused_fragment_is_checked_too() -> None:
+    body = "products { pageInfo { hasNextPage } } " * 280
+    error = check_cost(parse("{ __typename } fragment X on Query { " + body + "}"))
+    assert error is not None and "'products' is selected 280 times" in error.message
+
+
 def test_nesting_is_measured_without_recursion() -> None:
     deep: object = 1
     for _ in range(100_000):
