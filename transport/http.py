@@ -19,6 +19,7 @@ from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
 from schema.limits import MAX_VARIABLES_DEPTH, too_deep
+from schema.results import payload
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -115,7 +116,4 @@ async def graphql_http(request: Request) -> Response:
     principal, auth_error = authenticate(state.tokens, request.headers.get("authorization"))
     context = Context(services=state.services, principal=principal, auth_error=auth_error)
     result = await executor.execute(prepared.document, context, variables, operation_name)
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [format_error(e) for e in result.errors]
-    return ORJSONResponse(payload)
+    return ORJSONResponse(payload(result))

@@ -9,23 +9,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError
+from graphql import ExecutionResult
 
 from schema.errors import format_error
+from schema.results import as_graphql_error, serialised
 
 log = logging.getLogger(__name__)
 
 Start = Callable[[], Awaitable[AsyncIterator[ExecutionResult] | ExecutionResult]]
-
-
-def serialise(result: ExecutionResult) -> bytes:
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [format_error(e) for e in result.errors]
-    return orjson.dumps(payload)
 
 
 class Member:
@@ -85,7 +78,7 @@ class Shared:
                 return
             try:
                 async for result in stream:
-                    self.last = serialise(result)
+                    self.last = serialised(result)
                     for member in list(self.members):
                         member.offer(self.last)
                     if result.errors and result.data is None:
@@ -100,10 +93,7 @@ class Shared:
             self._end("complete")
             raise
         except Exception as exc:
-            error = (
-                exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
-            )
-            self._end("error", orjson.dumps([format_error(error)]))
+            self._end("error", orjson.dumps([format_error(as_graphql_error(exc))]))
 
 
 class Multiplexer:

@@ -1,6 +1,9 @@
-"""GraphQL subscriptions over WebSocket on /graphql: the `graphql-transport-ws` protocol and
-the legacy `graphql-ws` one. Auth comes in `connection_init` ({"Authorization": "Bearer …"});
-a missing or bad token closes with 4403, and so does the token's expiry."""
+"""What both WebSocket protocols share: a session's life (init and auth within a deadline,
+the per-user cap, the token's expiry, draining on shutdown), reading frames, and running an
+operation (a query, a live view shared with identical subscribers, or the events feed).
+
+Each protocol (`transport_ws.py`, `legacy_ws.py`) parses its own typed messages and says how
+its messages are named and shaped; nothing here asks which protocol it is."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Hashable
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import orjson
 from graphql import ExecutionResult, FieldNode, GraphQLError, OperationDefinitionNode, OperationType
@@ -21,12 +25,11 @@ from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
 from schema.limits import too_deep
+from schema.results import as_graphql_error, payload
 from transport.multiplex import Multiplexer
 
 log = logging.getLogger(__name__)
 
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
 MAX_SUBSCRIPTIONS = 100
 MAX_MESSAGE_BYTES = 64 * 1024
 """Also the transport's frame limit (`eventgraph serve` sets uvicorn's `ws_max_size` to it),
@@ -42,17 +45,38 @@ class Close(Exception):
         self.code, self.reason = code, reason
 
 
-def _result(result: ExecutionResult) -> dict[str, Any]:
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [format_error(e) for e in result.errors]
-    return payload
+class Subscribe(TypedDict):
+    """`subscribe` (graphql-transport-ws) or `start` (graphql-ws): the same shape in both."""
+
+    id: str
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
 
 
-class Session:
-    def __init__(self, websocket: WebSocket, protocol: str) -> None:
+def parse_subscribe(message: dict[str, Any]) -> Subscribe:
+    op_id, body = message.get("id"), message.get("payload")
+    if not isinstance(op_id, str) or not op_id or len(op_id) > 200 or not isinstance(body, dict):
+        raise Close(4400, "Invalid subscribe message")
+    query, variables = body.get("query"), body.get("variables")
+    operation_name = body.get("operationName")
+    if (
+        not isinstance(query, str)
+        or (operation_name is not None and not isinstance(operation_name, str))
+        or (variables is not None and not isinstance(variables, dict))
+        or too_deep(variables)
+    ):
+        raise Close(4400, "Invalid subscribe payload")
+    return Subscribe(id=op_id, query=query, variables=variables, operation_name=operation_name)
+
+
+class Session(ABC):
+    protocol: ClassVar[str]
+    NEXT: ClassVar[str]
+    """The type of a result message: `next` or `data`."""
+
+    def __init__(self, websocket: WebSocket) -> None:
         self.ws = websocket
-        self.legacy = protocol == LEGACY_WS
         state = websocket.app.state
         self.executor: Executor = state.executor
         self.tokens: TokenVerifier = state.tokens
@@ -156,8 +180,7 @@ class Session:
                 raise AuthError('no token: send {"Authorization": "Bearer <token>"}')
             self.principal = self.tokens.verify(token)
         except AuthError as exc:
-            if self.legacy:
-                await self.send({"type": "connection_error", "payload": {"message": str(exc)}})
+            await self.refused(str(exc))
             raise Close(4403, "Forbidden") from None
         per_user: Counter[str] = self.ws.app.state.connections_per_user
         if per_user[self.principal.sub] >= self.ws.app.state.max_connections_per_user:
@@ -166,48 +189,32 @@ class Session:
         per_user[self.principal.sub] += 1
         self.counted = self.principal.sub
         await self.send({"type": "connection_ack"})
-        if self.legacy:
-            await self.send({"type": "ka"})
+        await self.acknowledged()
 
+    async def refused(self, reason: str) -> None:  # noqa: B027 - optional hook
+        """Before the 4403 close: a protocol may say why."""
+
+    async def acknowledged(self) -> None:  # noqa: B027 - optional hook
+        """After `connection_ack`."""
+
+    @abstractmethod
+    def error_payload(self, errors: list[dict[str, Any]]) -> Any:
+        """An `error` message's payload: the list, or its first error."""
+
+    @abstractmethod
     async def handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "connection_init":
-            raise Close(4429, "Too many initialisation requests")
-        if kind == "ping" and not self.legacy:
-            await self.send({"type": "pong", "payload": message.get("payload")})
-        elif kind == "pong" and not self.legacy:
-            pass
-        elif kind == ("subscribe" if not self.legacy else "start"):
-            await self.subscribe(message)
-        elif kind == ("complete" if not self.legacy else "stop"):
-            task = self.subscriptions.pop(str(message.get("id")), None)
-            if task is not None:
-                task.cancel()
-        elif kind == "connection_terminate" and self.legacy:
-            raise Close(1000, "Normal closure")
-        else:
-            raise Close(4400, f"Invalid message type {kind!r}")
+        """One message after `connection_init`, parsed by the protocol."""
 
-    async def subscribe(self, message: dict[str, Any]) -> None:
-        op_id, payload = message.get("id"), message.get("payload")
-        if (
-            not isinstance(op_id, str)
-            or not op_id
-            or len(op_id) > 200
-            or not isinstance(payload, dict)
-        ):
-            raise Close(4400, "Invalid subscribe message")
+    def stop(self, op_id: object) -> None:
+        task = self.subscriptions.pop(str(op_id), None)
+        if task is not None:
+            task.cancel()
+
+    async def subscribe(self, message: Subscribe) -> None:
+        op_id, query, variables = message["id"], message["query"], message["variables"]
+        operation_name = message["operation_name"]
         if op_id in self.subscriptions:
             raise Close(4409, f"Subscriber for {op_id} already exists")
-        query, variables = payload.get("query"), payload.get("variables")
-        operation_name = payload.get("operationName")
-        if (
-            not isinstance(query, str)
-            or (operation_name is not None and not isinstance(operation_name, str))
-            or (variables is not None and not isinstance(variables, dict))
-            or too_deep(variables)
-        ):
-            raise Close(4400, "Invalid subscribe payload")
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             await self.error(
                 op_id,
@@ -223,9 +230,7 @@ class Session:
         if prepared.document is None:
             await self.error(op_id, list(prepared.errors))
             return
-        operation = prepared.operation_type(
-            operation_name if isinstance(operation_name, str) else None
-        )
+        operation = prepared.operation_type(operation_name)
         if isinstance(operation, GraphQLError):
             await self.error(op_id, [operation])
             return
@@ -243,10 +248,7 @@ class Session:
 
     async def error(self, op_id: str, errors: list[GraphQLError]) -> None:
         formatted = [format_error(e) for e in errors]
-        if self.legacy:
-            await self.send({"type": "error", "id": op_id, "payload": formatted[0]})
-        else:
-            await self.send({"type": "error", "id": op_id, "payload": formatted})
+        await self.send({"type": "error", "id": op_id, "payload": self.error_payload(formatted)})
 
     async def run_operation(
         self,
@@ -258,11 +260,10 @@ class Session:
         operation_name: Any,
     ) -> None:
         context = Context(services=self.services, principal=self.principal)
-        next_type = "data" if self.legacy else "next"
         try:
             if operation is not OperationType.SUBSCRIPTION:
                 result = await self.executor.execute(document, context, variables, operation_name)
-                await self.send({"type": next_type, "id": op_id, "payload": _result(result)})
+                await self.send({"type": self.NEXT, "id": op_id, "payload": payload(result)})
             elif (key := self.share_key(query, document, variables, operation_name)) is not None:
                 await self.relay_shared(op_id, key, document, context, variables, operation_name)
                 return
@@ -271,15 +272,12 @@ class Session:
                 if isinstance(stream, ExecutionResult):
                     await self.error(op_id, list(stream.errors or []))
                     return
-                await self.relay(op_id, stream, next_type)
+                await self.relay(op_id, stream)
             await self.send({"type": "complete", "id": op_id})
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a resolver's error ends the subscription, with its code
-            error = (
-                exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
-            )
-            await self.error(op_id, [error])
+            await self.error(op_id, [as_graphql_error(exc)])
 
     def share_key(
         self, query: str, document: Any, variables: Any, operation_name: Any
@@ -325,8 +323,7 @@ class Session:
         member = multiplexer.join(
             key, lambda: self.executor.subscribe(document, context, variables, operation_name)
         )
-        kind = "data" if self.legacy else "next"
-        head = f'{{"type":"{kind}","id":{orjson.dumps(op_id).decode()},"payload":'
+        head = f'{{"type":"{self.NEXT}","id":{orjson.dumps(op_id).decode()},"payload":'
         try:
             while (payload := await member.take()) is not None:
                 await self.send_text(head + payload.decode() + "}")
@@ -334,19 +331,17 @@ class Session:
             if ended is not None and ended[0] == "error":
                 errors = orjson.loads(ended[1])
                 await self.send(
-                    {"type": "error", "id": op_id, "payload": errors[0] if self.legacy else errors}
+                    {"type": "error", "id": op_id, "payload": self.error_payload(errors)}
                 )
             else:
                 await self.send({"type": "complete", "id": op_id})
         finally:
             member.shared.leave(member)
 
-    async def relay(
-        self, op_id: str, stream: AsyncIterator[ExecutionResult], next_type: str
-    ) -> None:
+    async def relay(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> None:
         try:
             async for result in stream:
-                await self.send({"type": next_type, "id": op_id, "payload": _result(result)})
+                await self.send({"type": self.NEXT, "id": op_id, "payload": payload(result)})
                 if result.errors and result.data is None:
                     return
         finally:
@@ -354,20 +349,3 @@ class Session:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-
-
-async def graphql_ws(websocket: WebSocket) -> None:
-    offered = websocket.scope.get("subprotocols") or []
-    protocol = next((p for p in (TRANSPORT_WS, LEGACY_WS) if p in offered), None)
-    if protocol is None:
-        await websocket.close(4406, "Subprotocol not acceptable")
-        return
-    await websocket.accept(subprotocol=protocol)
-    await Session(websocket, protocol).run()
-
-
-async def drain_sessions(sessions: set[Session], seconds: float = 3.0) -> None:
-    if sessions:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await asyncio.gather(*(s.drain() for s in list(sessions)), return_exceptions=True)

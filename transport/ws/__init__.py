@@ -1,0 +1,40 @@
+"""GraphQL over WebSocket on /graphql: the `graphql-transport-ws` protocol and the legacy
+`graphql-ws` one, one module each over a shared session core. Auth comes in
+`connection_init` ({"Authorization": "Bearer …"}); a missing or bad token closes with 4403,
+and so does the token's expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.websockets import WebSocket
+
+from transport.ws.legacy_ws import LegacyWsSession
+from transport.ws.session import MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS, Session
+from transport.ws.transport_ws import TransportWsSession
+
+PROTOCOLS: dict[str, type[Session]] = {
+    TransportWsSession.protocol: TransportWsSession,
+    LegacyWsSession.protocol: LegacyWsSession,
+}
+"""In order of preference, when a client offers both."""
+
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_SUBSCRIPTIONS", "Session", "drain_sessions", "graphql_ws"]
+
+
+async def graphql_ws(websocket: WebSocket) -> None:
+    offered = websocket.scope.get("subprotocols") or []
+    protocol = next((p for p in PROTOCOLS if p in offered), None)
+    if protocol is None:
+        await websocket.close(4406, "Subprotocol not acceptable")
+        return
+    await websocket.accept(subprotocol=protocol)
+    await PROTOCOLS[protocol](websocket).run()
+
+
+async def drain_sessions(sessions: set[Session], seconds: float = 3.0) -> None:
+    if sessions:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await asyncio.gather(*(s.drain() for s in list(sessions)), return_exceptions=True)

@@ -1,0 +1,43 @@
+"""The `graphql-transport-ws` protocol (graphql-ws's current one): its client messages, typed,
+and how it names and shapes its own."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, TypedDict
+
+from transport.ws.session import Close, Session, parse_subscribe
+
+PROTOCOL = "graphql-transport-ws"
+
+
+class Ping(TypedDict):
+    type: Literal["ping"]
+    payload: Any
+
+
+class Complete(TypedDict):
+    type: Literal["complete"]
+    id: str
+
+
+class TransportWsSession(Session):
+    protocol: ClassVar[str] = PROTOCOL
+    NEXT: ClassVar[str] = "next"
+
+    def error_payload(self, errors: list[dict[str, Any]]) -> Any:
+        return errors
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        match message["type"]:
+            case "connection_init":
+                raise Close(4429, "Too many initialisation requests")
+            case "ping":
+                await self.send({"type": "pong", "payload": message.get("payload")})
+            case "pong":
+                pass
+            case "subscribe":
+                await self.subscribe(parse_subscribe(message))
+            case "complete":
+                self.stop(message.get("id"))
+            case kind:
+                raise Close(4400, f"Invalid message type {kind!r}")
