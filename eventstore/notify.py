@@ -11,7 +11,7 @@ from typing import Final
 
 import asyncpg
 
-from eventstore.background import BackgroundLoop
+from support.background import BackgroundLoop, Backoff, reconnecting
 
 CHANNEL: Final = "eventgraph_log"
 LISTENER_APPLICATION_NAME: Final = "eventgraph-listener"
@@ -92,7 +92,12 @@ class Listener:
         self._dsn = dsn
         self._handlers = handlers
         self._check_interval = check_interval
-        self._loop = BackgroundLoop("eventgraph-listener", self._run)
+        self._loop = reconnecting(
+            "eventgraph-listener",
+            self._session,
+            expected=(asyncpg.PostgresError, OSError, asyncpg.InterfaceError),
+            first=0.05,
+        )
         self.connected = asyncio.Event()
 
     def start(self) -> None:
@@ -104,33 +109,24 @@ class Listener:
     def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         self._handlers[channel](str(payload))
 
-    async def _run(self) -> None:
-        backoff = 0.05
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME}
-                )
-                for channel in self._handlers:
-                    await conn.add_listener(channel, self._dispatch)
-                self.connected.set()
-                for handler in self._handlers.values():
-                    handler(None)
-                backoff = 0.05
-                while not conn.is_closed():
-                    await asyncio.sleep(self._check_interval)
-                    await conn.execute("SELECT 1")
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                log.warning("listener lost its connection, reconnecting: %s", exc)
-            except Exception:  # e.g. asyncpg's InternalClientError on a killed connection
-                log.exception("listener failed; reconnecting")
-            finally:
-                self.connected.clear()
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+    async def _session(self, backoff: Backoff) -> None:
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME}
+        )
+        try:
+            for channel in self._handlers:
+                await conn.add_listener(channel, self._dispatch)
+            self.connected.set()
+            for handler in self._handlers.values():
+                handler(None)
+            backoff.reset()
+            while not conn.is_closed():
+                await asyncio.sleep(self._check_interval)
+                await conn.execute("SELECT 1")
+        finally:
+            self.connected.clear()
+            if not conn.is_closed():
+                conn.terminate()
 
 
 def log_listener(dsn: str, signal: Signal, check_interval: float = 1.0) -> Listener:

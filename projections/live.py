@@ -15,39 +15,25 @@ from typing import Any
 
 import asyncpg
 
-from eventstore.background import BackgroundLoop
 from projections.read import ReadModels
 from projections.watch import ProjectionWatch
+from support.background import BackgroundLoop
+from support.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
 Row = asyncpg.Record
 
 
-class Slot:
-    """One subscriber's mailbox: holds at most one view per key, the newest."""
+class Slot(Mailbox[Row]):
+    """One subscriber's mailbox: at most one view per key, the newest by log position."""
 
     def __init__(self) -> None:
-        self._pending: dict[Any, Row] = {}
-        self._delivered: dict[Any, int] = {}
-        self._ready = asyncio.Event()
+        super().__init__(rank=lambda row: int(row["position"]))
 
-    def offer(self, key: Any, row: Row) -> None:
-        position = row["position"]
-        if position <= self._delivered.get(key, 0):
-            return
-        held = self._pending.get(key)
-        if held is None or held["position"] < position:
-            self._pending[key] = row
-            self._ready.set()
-
-    async def take(self) -> Row:
-        while not self._pending:
-            self._ready.clear()
-            await self._ready.wait()
-        key, row = min(self._pending.items(), key=lambda item: item[1]["position"])
-        del self._pending[key]
-        self._delivered[key] = row["position"]
+    async def next(self) -> Row:
+        row = await self.take()
+        assert row is not None  # a slot is never closed
         return row
 
 
@@ -165,4 +151,4 @@ class LiveViews:
                 slot.offer(key, first)
             topic.request_refresh()
             while True:
-                yield await slot.take()
+                yield await slot.next()

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from eventstore.background import BackgroundLoop
 from eventstore.events import RecordedEvent
 from eventstore.notify import Signal
 from eventstore.store import EventStore, init_connection
 from projections.base import Projection
 from projections.generations import schema_name
+from support.background import Backoff, reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,11 @@ class ProjectionRunner:
         self._poll_interval = poll_interval
         self._standby_interval = standby_interval
         self._linger = linger
-        self._loop = BackgroundLoop(f"eventgraph-projector-{self.projection.name}", self._run)
+        self._loop = reconnecting(
+            f"eventgraph-projector-{self.projection.name}",
+            self._session,
+            expected=(*CONNECTION_ERRORS, asyncpg.PostgresError),
+        )
         self.role = "starting"
         self.error: str | None = None
 
@@ -157,35 +161,26 @@ class ProjectionRunner:
     async def stop(self) -> None:
         await self._loop.stop()
 
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    self._dsn,
-                    server_settings={
-                        "application_name": f"eventgraph-projector-{self.projection.name}"
-                    },
-                )
-                await init_connection(conn)
-                self.role = "standby"
-                while not await self._try_lead(conn):  # noqa: ASYNC110 - polling Postgres
-                    await asyncio.sleep(self._standby_interval)
-                self.role = "leader"
-                log.info("projector %s: leading", self.projection.name)
-                backoff = 0.1
-                await self._lead(conn)
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-                log.warning("projector %s lost its connection: %s", self.projection.name, exc)
-            except Exception:  # a projector must outlive any fault: log it, start over
-                log.exception("projector %s failed; restarting it", self.projection.name)
-            finally:
-                self.role = "reconnecting"
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+    async def _session(self, backoff: Backoff) -> None:
+        """Connect, stand by until this process leads the projection, then lead it until the
+        connection is lost (which also gives up the lead)."""
+        conn = await asyncpg.connect(
+            self._dsn,
+            server_settings={"application_name": f"eventgraph-projector-{self.projection.name}"},
+        )
+        try:
+            await init_connection(conn)
+            self.role = "standby"
+            while not await self._try_lead(conn):  # noqa: ASYNC110 - polling Postgres
+                await asyncio.sleep(self._standby_interval)
+            self.role = "leader"
+            log.info("projector %s: leading", self.projection.name)
+            backoff.reset()
+            await self._lead(conn)
+        finally:
+            self.role = "reconnecting"
+            if not conn.is_closed():
+                conn.terminate()
 
     async def _try_lead(self, conn: asyncpg.Connection) -> bool:
         return bool(

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from eventstore.background import BackgroundLoop
+from support.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from broadcaster import Broadcast
 
-from eventstore.background import BackgroundLoop
 from projections.watch import ProjectionWatch
+from support.background import Backoff, reconnecting
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,10 @@ class Fanout:
         self._me = uuid.uuid4().hex[:8]
         self.connected = asyncio.Event()
         self.reconnects = 0
-        self._loop = BackgroundLoop("eventgraph-fanout", self._run)
+        # broadcaster raises whatever its backend raises: every failure is a lost connection
+        self._loop = reconnecting(
+            f"eventgraph-fanout via {self._safe_url()}", self._session, expected=(Exception,)
+        )
 
     def start(self) -> None:
         self._loop.start()
@@ -60,39 +63,31 @@ class Fanout:
             self._pending[name] = position
             self._wake.set()
 
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            broadcast = Broadcast(self.url)
-            try:
-                await broadcast.connect()
-                async with broadcast.subscribe(CHANNEL) as subscriber:
-                    self.connected.set()
-                    await self._on_reconnect()
-                    backoff = 0.1
-                    tasks = [
-                        asyncio.create_task(self._send(broadcast)),
-                        asyncio.create_task(self._beat(broadcast)),
-                    ]
-                    try:
-                        while True:
-                            async with asyncio.timeout(self._dead_after):
-                                event = await subscriber.get()
-                            self._receive(event.message)
-                    finally:
-                        for task in tasks:
-                            task.cancel()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broadcaster raises whatever its backend raises
-                log.warning("fan-out via %s lost, reconnecting: %r", self._safe_url(), exc)
-            finally:
-                self.connected.clear()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(broadcast.disconnect(), 2)
+    async def _session(self, backoff: Backoff) -> None:
+        broadcast = Broadcast(self.url)
+        try:
+            await broadcast.connect()
+            async with broadcast.subscribe(CHANNEL) as subscriber:
+                self.connected.set()
+                await self._on_reconnect()
+                backoff.reset()
+                tasks = [
+                    asyncio.create_task(self._send(broadcast)),
+                    asyncio.create_task(self._beat(broadcast)),
+                ]
+                try:
+                    while True:
+                        async with asyncio.timeout(self._dead_after):
+                            event = await subscriber.get()
+                        self._receive(event.message)
+                finally:
+                    for task in tasks:
+                        task.cancel()
+        finally:
+            self.connected.clear()
             self.reconnects += 1
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broadcast.disconnect(), 2)
 
     def _receive(self, message: str) -> None:
         if message.startswith("hb:"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 
@@ -15,6 +16,7 @@ from graphql import ExecutionResult
 
 from schema.errors import format_error
 from schema.results import as_graphql_error, serialised
+from support.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -22,24 +24,23 @@ Start = Callable[[], Awaitable[AsyncIterator[ExecutionResult] | ExecutionResult]
 
 
 class Member:
+    """One subscriber of a shared execution: a newest-wins mailbox of serialised payloads."""
+
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
-        self._latest: bytes | None = None
-        self._ready = asyncio.Event()
+        self._sequence = itertools.count()
+        self._mailbox: Mailbox[tuple[int, bytes]] = Mailbox(rank=lambda item: item[0])
 
     def offer(self, payload: bytes) -> None:
-        self._latest = payload
-        self._ready.set()
+        self._mailbox.offer(None, (next(self._sequence), payload))
+
+    def end(self) -> None:
+        self._mailbox.close()
 
     async def take(self) -> bytes | None:
         """The newest payload not yet taken; None once the shared execution has ended."""
-        while self._latest is None:
-            if self.shared.ended is not None:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        payload, self._latest = self._latest, None
-        return payload
+        item = await self._mailbox.take()
+        return None if item is None else item[1]
 
 
 class Shared:
@@ -55,6 +56,8 @@ class Shared:
         member = Member(self)
         if self.last is not None:
             member.offer(self.last)
+        if self.ended is not None:
+            member.end()
         self.members.add(member)
         return member
 
@@ -66,7 +69,7 @@ class Shared:
     def _end(self, kind: str, payload: bytes = b"") -> None:
         self.ended = (kind, payload)
         for member in self.members:
-            member._ready.set()
+            member.end()
         self._on_done(self)
 
     async def _pump(self, start: Start) -> None:

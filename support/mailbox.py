@@ -1,0 +1,48 @@
+"""The newest-wins mailbox: what a slow reader of a stream of versions holds. At most one item
+per key is kept, the newest, so memory does not grow with a slow reader and the reader always
+ends on the latest version; a version older than (or as old as) one already held or taken for
+its key is dropped, so a reader never goes back in time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class Mailbox(Generic[V]):
+    def __init__(self, rank: Callable[[V], int]) -> None:
+        """`rank(item)` orders the versions of one key (a log position, say)."""
+        self._rank = rank
+        self._pending: dict[Hashable, V] = {}
+        self._taken: dict[Hashable, int] = {}
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def offer(self, key: Hashable, item: V) -> None:
+        rank = self._rank(item)
+        if rank <= self._taken.get(key, -1):
+            return
+        held = self._pending.get(key)
+        if held is None or self._rank(held) < rank:
+            self._pending[key] = item
+            self._ready.set()
+
+    def close(self) -> None:
+        """No more offers: `take` hands out what is held, then None."""
+        self._closed = True
+        self._ready.set()
+
+    async def take(self) -> V | None:
+        """The held item of lowest rank (the oldest change first); None once closed and empty."""
+        while not self._pending:
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        key, item = min(self._pending.items(), key=lambda entry: self._rank(entry[1]))
+        del self._pending[key]
+        self._taken[key] = self._rank(item)
+        return item
