@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import jwt
 
-from domain.values import MAX_SUB, is_clean_text
-
-Role = Literal["customer", "staff"]
-ROLES: tuple[Role, ...] = ("customer", "staff")
+from domain.values import MAX_SUB, ROLES, Role, is_clean_text
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ CLIENTS = 32
 async def main(seconds: float) -> None:
     with server() as server_url:
         async with fresh_database(server_url) as url:
-            with running_server(url, EVENTGRAPH_BENCH_ENDPOINTS="1") as base:
+            with running_server(url) as base:
                 staff = {"Authorization": "Bearer " + mint_token(SECRET, "bench", "staff")}
                 skus = [f"Q-{i}" for i in range(100)]
                 connections = [await Connection.open(base) for _ in range(CLIENTS)]

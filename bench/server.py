@@ -18,12 +18,27 @@ SECRET = "bench-secret-" + "x" * 32
 
 @contextlib.contextmanager
 def running_server(database_url: str, **env: str) -> Iterator[str]:
+    """The API with the benchmarks' baseline endpoints, on `database_url`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
+        # The production app plus the benchmarks' baseline endpoints (bench/app.py), with
+        # the settings `eventgraph serve` gives uvicorn.
         process = subprocess.Popen(
-            [sys.executable, "-m", "eventgraph.cli", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench.app:create",
+                "--port",
+                str(port),
+                "--ws-max-size",
+                "65536",
+                "--log-level",
+                "warning",
+            ],
             env={
                 **os.environ,
                 "DATABASE_URL": database_url,

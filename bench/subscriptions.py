@@ -75,7 +75,7 @@ async def open_subscribers(base: str, n: int, token: str) -> list[object]:
 async def main(clients: int) -> None:
     with server() as server_url:
         async with fresh_database(server_url) as url:
-            with running_server(url, EVENTGRAPH_BENCH_ENDPOINTS="1") as base:
+            with running_server(url) as base:
                 port = int(base.rsplit(":", 1)[1])
                 pid = server_pid(port)
                 staff = mint_token(SECRET, "bench", "staff")

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import ClassVar, assert_never
 
 from domain import values
-from domain.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from domain.errors import InvalidInput, InvalidState, NotFound
 from domain.ids import OrderId
 from domain.values import Actor
 
@@ -36,6 +36,10 @@ class OrderLine:
     @property
     def line_total(self) -> Decimal:
         return self.unit_price * self.quantity
+
+    def as_json(self) -> dict[str, object]:
+        """As events and read models store it."""
+        return {"sku": self.sku, "quantity": self.quantity, "unitPrice": str(self.unit_price)}
 
 
 # Events ------------------------------------------------------------------------------------
@@ -226,8 +230,7 @@ def _existing(state: OrderState, order_id: OrderId, actor: Actor) -> Order:
         raise NotFound(f"no order {order_id!r}")
     if state.order_id != order_id:
         raise InvalidInput(f"order {order_id!r} was loaded as {state.order_id!r}")
-    if not actor.is_staff and state.customer_id != actor.id:
-        raise Forbidden("this order belongs to another customer")
+    actor.require_access(state.customer_id)
     return state
 
 

@@ -25,12 +25,16 @@ DECIMAL: Final = re.compile(r"[+-]?[0-9]{1,20}(?:\.[0-9]{1,20})?")
 """A decimal number as text: ASCII digits only, no exponent, no underscores."""
 
 
+Role = Literal["customer", "staff"]
+ROLES: Final[tuple[Role, ...]] = ("customer", "staff")
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who issues a command: a customer or a staff member, by id."""
 
     id: str
-    role: Literal["customer", "staff"]
+    role: Role
 
     @property
     def is_staff(self) -> bool:
@@ -39,6 +43,11 @@ class Actor:
     def require_staff(self) -> None:
         if not self.is_staff:
             raise Forbidden("staff only")
+
+    def require_access(self, customer_id: str) -> None:
+        """Staff see every customer's things; a customer only their own."""
+        if not self.is_staff and customer_id != self.id:
+            raise Forbidden("this belongs to another customer")
 
 
 def sku(value: str) -> str:

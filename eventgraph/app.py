@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -12,7 +10,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from application.auth import TokenVerifier
 from application.shop import Shop
@@ -42,49 +39,6 @@ async def readyz(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     report = await readiness(runtime, settings.max_lag_events)
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
-
-
-async def bench_product(request: Request) -> JSONResponse:
-    """The same read as the `product` query, with no GraphQL: the baseline of bench/."""
-    services: Services = request.app.state.services
-    row = await services.reads.product(request.query_params.get("sku", ""))
-    if row is None:
-        return JSONResponse({"product": None})
-    return JSONResponse(
-        {
-            "product": {
-                "sku": row["sku"],
-                "name": row["name"],
-                "unitPrice": str(row["unit_price"]),
-                "onHand": row["on_hand"],
-                "reserved": row["reserved"],
-                "available": row["on_hand"] - row["reserved"],
-                "position": row["position"],
-                "updatedAt": row["updated_at"].isoformat(),
-            }
-        }
-    )
-
-
-async def bench_ws(websocket: WebSocket) -> None:
-    """A plain Starlette WebSocket that receives broadcasts: the baseline of bench/."""
-    await websocket.accept()
-    clients: set[WebSocket] = websocket.app.state.bench_clients
-    clients.add(websocket)
-    try:
-        while True:
-            await websocket.receive_text()
-    except WebSocketDisconnect:
-        pass
-    finally:
-        clients.discard(websocket)
-
-
-async def bench_broadcast(request: Request) -> JSONResponse:
-    message = (await request.body()).decode()
-    clients = list(request.app.state.bench_clients)
-    await asyncio.gather(*(c.send_text(message) for c in clients), return_exceptions=True)
-    return JSONResponse({"sent": len(clients)})
 
 
 def create_app(
@@ -130,14 +84,9 @@ def create_app(
         Route("/graphql", graphql_http, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws),
     ]
-    if os.environ.get("EVENTGRAPH_BENCH_ENDPOINTS") == "1":
-        routes.append(Route("/bench/product", bench_product))
-        routes.append(Route("/bench/broadcast", bench_broadcast, methods=["POST"]))
-        routes.append(WebSocketRoute("/bench/ws", bench_ws))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sessions = set()
     app.state.connections_per_user = Counter()
     app.state.max_connections_per_user = settings.max_connections_per_user
     app.state.multiplexer = Multiplexer()
-    app.state.bench_clients = set()
     return app

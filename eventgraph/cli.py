@@ -12,7 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from application.auth import ROLES, mint_token
+from application.auth import mint_token
+from domain.values import ROLES
 from eventgraph.config import ConfigError, Settings
 from eventgraph.database import database_url
 from eventstore.migrate import migrate

@@ -62,10 +62,7 @@ class OrdersProjection(RowProjection):
                 "order_id": event.order_id,
                 "customer_id": event.customer_id,
                 "status": OrderStatus.PLACED.value,
-                "lines": [
-                    {"sku": line.sku, "quantity": line.quantity, "unitPrice": str(line.unit_price)}
-                    for line in event.lines
-                ],
+                "lines": [line.as_json() for line in event.lines],
                 "total": event.total,
                 "amount_paid": Decimal("0.00"),
                 "placed_at": recorded.occurred_at,

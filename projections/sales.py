@@ -88,10 +88,7 @@ class SalesProjection:
             match event:
                 case OrderPlaced():
                     totals["orders_placed"] += 1
-                    lines = [
-                        {"sku": x.sku, "quantity": x.quantity, "unitPrice": str(x.unit_price)}
-                        for x in event.lines
-                    ]
+                    lines = [line.as_json() for line in event.lines]
                     new_orders[event.order_id] = order_lines[event.order_id] = lines
                     count_lines(lines, +1, recorded.position)
                 case PaymentProcessed():

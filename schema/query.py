@@ -11,7 +11,7 @@ import strawberry
 
 from domain import ids, values
 from domain import order as order_domain
-from domain.errors import Forbidden, InvalidInput
+from domain.errors import InvalidInput
 from eventstore.store import EVENT_TYPE, STREAM_ID
 from schema.context import Info
 from schema.scalars import Position
@@ -153,8 +153,7 @@ class Query:
         row = await info.context.reads.order(order_id)
         if row is None:
             return None
-        if not actor.is_staff and row["customer_id"] != actor.id:
-            raise Forbidden("this order belongs to another customer")
+        actor.require_access(row["customer_id"])
         return Order.from_row(row)
 
     @strawberry.field(
@@ -176,8 +175,7 @@ class Query:
         if customer is not None:
             customer = valid_customer_id(customer)
         if not actor.is_staff:
-            if customer is not None and customer != actor.id:
-                raise Forbidden("a customer sees only their own orders")
+            actor.require_access(customer or actor.id)
             customer = actor.id
         limit = page_size(first, MAX_PAGE)
         before = None

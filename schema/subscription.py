@@ -10,7 +10,6 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from domain import ids, values
-from domain.errors import Forbidden
 from eventstore.notify import Signal
 from schema.context import Info
 from schema.errors import CONNECTION_LOST
@@ -29,8 +28,7 @@ class Subscription:
         first = await info.context.reads.order(order_id)
         async with contextlib.aclosing(live.watch(live.orders, order_id, first)) as views:
             async for row in views:
-                if not actor.is_staff and row["customer_id"] != actor.id:
-                    raise Forbidden("this order belongs to another customer")
+                actor.require_access(row["customer_id"])
                 yield Order.from_row(row)
 
     @strawberry.subscription(description="Live view of one product: any signed-in user.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Any, cast
 
 import asyncpg
@@ -17,13 +16,8 @@ from domain import product as product_domain
 from eventstore.events import RecordedEvent
 from schema.scalars import Position
 
-
-@strawberry.enum
-class OrderStatus(Enum):
-    PLACED = "PLACED"
-    PAID = "PAID"
-    SHIPPED = "SHIPPED"
-    CANCELLED = "CANCELLED"
+OrderStatus = order_domain.OrderStatus
+strawberry.enum(OrderStatus)  # the domain's own enum is the GraphQL one
 
 
 @strawberry.type
@@ -129,10 +123,7 @@ class Order:
                 "order_id": state.order_id,
                 "customer_id": state.customer_id,
                 "status": state.status.value,
-                "lines": [
-                    {"sku": x.sku, "quantity": x.quantity, "unitPrice": str(x.unit_price)}
-                    for x in state.lines
-                ],
+                "lines": [line.as_json() for line in state.lines],
                 "total": state.total,
                 "amount_paid": state.amount_paid,
                 "placed_at": state.placed_at,

@@ -1,0 +1,71 @@
+"""The production application plus the baselines the benchmarks compare against: the same
+read as the `product` query with no GraphQL, and a plain Starlette WebSocket broadcast. Never
+part of the service: `bench/server.py` runs it with uvicorn's factory mode."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from eventgraph.app import create_app
+from eventgraph.config import Settings
+from schema.context import Services
+
+
+async def bench_product(request: Request) -> JSONResponse:
+    """The same read as the `product` query, with no GraphQL: the baseline of bench/."""
+    services: Services = request.app.state.services
+    row = await services.reads.product(request.query_params.get("sku", ""))
+    if row is None:
+        return JSONResponse({"product": None})
+    return JSONResponse(
+        {
+            "product": {
+                "sku": row["sku"],
+                "name": row["name"],
+                "unitPrice": str(row["unit_price"]),
+                "onHand": row["on_hand"],
+                "reserved": row["reserved"],
+                "available": row["on_hand"] - row["reserved"],
+                "position": row["position"],
+                "updatedAt": row["updated_at"].isoformat(),
+            }
+        }
+    )
+
+
+async def bench_ws(websocket: WebSocket) -> None:
+    """A plain Starlette WebSocket that receives broadcasts: the baseline of bench/."""
+    await websocket.accept()
+    clients: set[WebSocket] = websocket.app.state.bench_clients
+    clients.add(websocket)
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        clients.discard(websocket)
+
+
+async def bench_broadcast(request: Request) -> JSONResponse:
+    message = (await request.body()).decode()
+    clients = list(request.app.state.bench_clients)
+    await asyncio.gather(*(c.send_text(message) for c in clients), return_exceptions=True)
+    return JSONResponse({"sent": len(clients)})
+
+
+def create() -> Starlette:
+    """`DATABASE_URL` must be set: the benchmarks bring their own database."""
+    settings = Settings.from_env()
+    assert settings.database_url, "DATABASE_URL"
+    app = create_app(settings.database_url, settings)
+    app.state.bench_clients = set()
+    app.router.add_route("/bench/product", bench_product)
+    app.router.add_route("/bench/broadcast", bench_broadcast, methods=["POST"])
+    app.router.add_websocket_route("/bench/ws", bench_ws)
+    return app
