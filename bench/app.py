@@ -13,26 +13,27 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from eventgraph.app import create_app
 from eventgraph.config import Settings
+from projections import products
 from schema.context import Services
 
 
 async def bench_product(request: Request) -> JSONResponse:
     """The same read as the `product` query, with no GraphQL: the baseline of bench/."""
     services: Services = request.app.state.services
-    row = await services.reads.product(request.query_params.get("sku", ""))
-    if row is None:
+    view = await products.product(services.pool, request.query_params.get("sku", ""))
+    if view is None:
         return JSONResponse({"product": None})
     return JSONResponse(
         {
             "product": {
-                "sku": row["sku"],
-                "name": row["name"],
-                "unitPrice": str(row["unit_price"]),
-                "onHand": row["on_hand"],
-                "reserved": row["reserved"],
-                "available": row["on_hand"] - row["reserved"],
-                "position": row["position"],
-                "updatedAt": row["updated_at"].isoformat(),
+                "sku": view.sku,
+                "name": view.name,
+                "unitPrice": str(view.unit_price),
+                "onHand": view.on_hand,
+                "reserved": view.reserved,
+                "available": view.available,
+                "position": view.position,
+                "updatedAt": view.updated_at.isoformat(),
             }
         }
     )

@@ -16,8 +16,8 @@ from application.shop import Shop
 from eventgraph.config import Settings
 from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
+from projections import READ_MODELS
 from projections.live import LiveViews
-from projections.read import ReadModels
 from schema import build_schema
 from schema.context import Services
 from schema.cursors import Cursors
@@ -55,7 +55,7 @@ def create_app(
             broadcast_url=settings.broadcast_url,
             position_poll_seconds=settings.position_poll_seconds,
         ) as runtime:
-            live = LiveViews(ReadModels(runtime.pool), runtime.watch)
+            live = LiveViews(runtime.pool, runtime.watch, READ_MODELS)
             live.start()
             app.state.runtime = runtime
             app.state.settings = settings
@@ -64,7 +64,8 @@ def create_app(
             )
             app.state.services = Services(
                 shop=Shop(runtime.store),
-                reads=ReadModels(runtime.pool),
+                store=runtime.store,
+                pool=runtime.pool,
                 watch=runtime.watch,
                 cursors=Cursors(jwt_secret),
                 read_wait_seconds=settings.read_wait_seconds,

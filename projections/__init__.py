@@ -1,15 +1,18 @@
-"""Read models that follow the event log."""
+"""Read models that follow the event log: each is one module (its projection, typed view,
+queries and live topics), registered here, in one place."""
 
 from __future__ import annotations
 
+from projections import orders, products, sales
 from projections.base import Projection
-from projections.orders import OrdersProjection
-from projections.products import ProductsProjection
-from projections.sales import SalesProjection
+from projections.slice import ReadModel
+
+READ_MODELS: tuple[ReadModel, ...] = (products.READ_MODEL, orders.READ_MODEL, sales.READ_MODEL)
+"""Every read model. A new one is a module like `products.py` and one entry here."""
 
 
 def all_projections() -> list[Projection]:
-    return [ProductsProjection(), OrdersProjection(), SalesProjection()]
+    return [model.projection for model in READ_MODELS]
 
 
 def by_name(name: str) -> Projection:

@@ -8,7 +8,8 @@ changed row once, so that catching up costs a few round trips per thousand event
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import asyncpg
 import orjson
@@ -17,6 +18,15 @@ from domain.codec import DomainEvent, decode
 from eventstore.events import RecordedEvent
 
 Row = dict[str, Any]
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[V]):
+    """One page of a read model's views, and whether more follow."""
+
+    items: list[V]
+    has_next: bool
 
 
 class Projection(Protocol):

@@ -2,49 +2,44 @@
 from one bounded slot where the newest view wins, so a slow subscriber never makes the
 server's memory grow and always ends on the latest state.
 
-One refresh per projection advance serves every subscriber in this process: the rows of all
-watched keys are read in one query and handed to each key's subscribers."""
+One refresh per projection advance serves every subscriber in this process: the views of all
+watched keys are read in one query and handed to each key's subscribers. What can be watched,
+and how it is read, each read model declares (`LiveTopic`s in its module)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from typing import Any
 
 import asyncpg
 
-from projections.read import ReadModels
+from projections.slice import LiveTopic, Loader, ReadModel, View
 from projections.watch import ProjectionWatch
 from support.background import BackgroundLoop
 from support.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
-Row = asyncpg.Record
 
-
-class Slot(Mailbox[Row]):
+class Slot(Mailbox[Any]):
     """One subscriber's mailbox: at most one view per key, the newest by log position."""
 
     def __init__(self) -> None:
-        super().__init__(rank=lambda row: int(row["position"]))
+        super().__init__(rank=lambda view: int(view.position))
 
-    async def next(self) -> Row:
-        row = await self.take()
-        assert row is not None  # a slot is never closed
-        return row
+    async def next(self) -> Any:
+        view = await self.take()
+        assert view is not None  # a slot is never closed
+        return view
 
 
 class Topic:
-    """The subscribers of one kind of view, by key, and how to read their rows."""
+    """The subscribers of one kind of view, by key, and how to read their views."""
 
-    def __init__(
-        self,
-        load: Callable[[Sequence[Any]], Awaitable[list[tuple[Any, Row]]]],
-        slot_key: Callable[[Any, Row], Any] = lambda key, _row: key,
-    ):
+    def __init__(self, load: Loader, slot_key: Callable[[Hashable, Any], Hashable]):
         self.load = load
         self.slot_key = slot_key
         self.subscribers: dict[Any, set[Slot]] = {}
@@ -88,19 +83,21 @@ class Topic:
 
 
 class LiveViews:
-    def __init__(self, reads: ReadModels, watch: ProjectionWatch, heal_interval: float = 1.0):
-        self._reads = reads
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        watch: ProjectionWatch,
+        read_models: Sequence[ReadModel],
+        heal_interval: float = 1.0,
+    ):
         self._heal_interval = heal_interval
-        self.products = Topic(self._load_products)
-        self.orders = Topic(self._load_orders)
-        self.customers = Topic(self._load_customers, lambda _customer, row: row["order_id"])
-        self._customers_since = 0
-        self.dashboard = Topic(self._load_dashboard)
-        self._by_projection = {
-            "products": [self.products],
-            "orders": [self.orders, self.customers],
-            "sales": [self.dashboard],
-        }
+        self._topics: dict[LiveTopic, Topic] = {}
+        self._by_projection: dict[str, list[Topic]] = {}
+        for model in read_models:
+            for spec in model.topics:
+                topic = Topic(spec.loader(pool), spec.slot_key)
+                self._topics[spec] = topic
+                self._by_projection.setdefault(model.name, []).append(topic)
         watch.subscribe(self._on_advance)
         self._loop = BackgroundLoop("eventgraph-live-views", self._heal)
 
@@ -122,29 +119,19 @@ class LiveViews:
                 for topic in topics:
                     topic.request_refresh()
 
-    async def _load_products(self, skus: Sequence[Any]) -> list[tuple[Any, Row]]:
-        return [(r["sku"], r) for r in await self._reads.products_by_sku(list(skus))]
+    def start_feed_at(self, spec: LiveTopic, position: int) -> None:
+        """A feed of changes (not of current views) that nobody watches yet begins at
+        `position`, the read model's position now."""
+        topic = self._topics[spec]
+        start_at = getattr(topic.load, "start_at", None)
+        if not topic.subscribers and start_at is not None:
+            start_at(position)
 
-    async def _load_orders(self, ids: Sequence[Any]) -> list[tuple[Any, Row]]:
-        return [(r["order_id"], r) for r in await self._reads.orders_by_id(list(ids))]
-
-    async def _load_customers(self, customers: Sequence[Any]) -> list[tuple[Any, Row]]:
-        """Orders of these customers that changed since the last refresh (positions only
-        grow: a change applied later always carries a higher position)."""
-        rows = await self._reads.orders_changed_since(list(customers), self._customers_since)
-        if rows:
-            self._customers_since = max(self._customers_since, rows[-1]["position"])
-        return [(r["customer_id"], r) for r in rows]
-
-    def start_customer_feed_at(self, position: int) -> None:
-        if not self.customers.subscribers:
-            self._customers_since = position
-
-    async def _load_dashboard(self, _keys: Sequence[Any]) -> list[tuple[Any, Row]]:
-        return [("dashboard", await self._reads.dashboard_row())]
-
-    async def watch(self, topic: Topic, key: Any, first: Row | None) -> AsyncGenerator[Row, None]:
+    async def watch(
+        self, spec: LiveTopic, key: Hashable, first: View | None
+    ) -> AsyncGenerator[Any, None]:
         """The view of `key`: `first` (if it exists yet), then every newer one."""
+        topic = self._topics[spec]
         slot = Slot()
         with topic.subscribed(key, slot):
             if first is not None:

@@ -1,14 +1,20 @@
-"""Orders with their lines, for one order by id and for each customer's orders, newest
-first (the index on customer, placed_at)."""
+"""Orders with their lines, for one order by id and for each customer's orders, newest first
+(the index on customer, placed_at): table, evolve, typed view, queries and live topics."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import asyncpg
 
 from domain.codec import DomainEvent
 from domain.order import (
     OrderCancelled,
+    OrderLine,
     OrderPlaced,
     OrderShipped,
     OrderStatus,
@@ -16,13 +22,48 @@ from domain.order import (
     PaymentRefunded,
 )
 from eventstore.events import RecordedEvent
-from projections.base import Row, RowProjection
+from projections.base import Page, Row, RowProjection
+from projections.slice import LiveTopic, Loader, ReadModel
 
+NAME = "orders"
 ORDER_EVENTS = (OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded)
 
 
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    order_id: str
+    customer_id: str
+    status: OrderStatus
+    lines: tuple[OrderLine, ...]
+    total: Decimal
+    amount_paid: Decimal
+    placed_at: datetime
+    updated_at: datetime
+    version: int
+    position: int
+
+    @classmethod
+    def of(cls, row: asyncpg.Record | dict[str, Any]) -> OrderView:
+        lines = tuple(
+            OrderLine(line["sku"], line["quantity"], Decimal(line["unitPrice"]))
+            for line in row["lines"]
+        )
+        return cls(
+            row["order_id"],
+            row["customer_id"],
+            OrderStatus(row["status"]),
+            lines,
+            row["total"],
+            row["amount_paid"],
+            row["placed_at"],
+            row["updated_at"],
+            row["version"],
+            row["position"],
+        )
+
+
 class OrdersProjection(RowProjection):
-    name: ClassVar[str] = "orders"
+    name: ClassVar[str] = NAME
     version: ClassVar[int] = 1
     views: ClassVar[tuple[str, ...]] = ("orders",)
     table: ClassVar[str] = "orders"
@@ -85,3 +126,79 @@ class OrdersProjection(RowProjection):
             case PaymentRefunded():
                 return {**row, "amount_paid": row["amount_paid"] - event.amount, **stamp}
         return row
+
+
+async def order(pool: asyncpg.Pool, order_id: str) -> OrderView | None:
+    row = await pool.fetchrow("SELECT * FROM readmodel.orders WHERE order_id = $1", order_id)
+    return None if row is None else OrderView.of(row)
+
+
+async def orders(
+    pool: asyncpg.Pool,
+    customer_id: str | None,
+    status: OrderStatus | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> Page[OrderView]:
+    """Newest first; `before` is the (placed_at, order_id) of the last order already seen."""
+    clauses: list[str] = []
+    args: list[object] = []
+    if customer_id is not None:
+        args.append(customer_id)
+        clauses.append(f"customer_id = ${len(args)}")
+    if status is not None:
+        args.append(status.value)
+        clauses.append(f"status = ${len(args)}")
+    if before is not None:
+        args.extend(before)
+        clauses.append(f"(placed_at, order_id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit + 1)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = await pool.fetch(
+        f"SELECT * FROM readmodel.orders {where}"
+        f" ORDER BY placed_at DESC, order_id DESC LIMIT ${len(args)}",
+        *args,
+    )
+    return Page([OrderView.of(r) for r in rows[:limit]], len(rows) > limit)
+
+
+def _by_id(pool: asyncpg.Pool) -> Loader:
+    async def load(ids: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
+        rows = await pool.fetch(
+            "SELECT * FROM readmodel.orders WHERE order_id = any($1::text[])", list(ids)
+        )
+        return [(r["order_id"], OrderView.of(r)) for r in rows]
+
+    return load
+
+
+class CustomerFeed:
+    """Orders of the watched customers that changed since the last read (positions only
+    grow: a change applied later always carries a higher position)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.since = 0
+
+    def start_at(self, position: int) -> None:
+        """Where a feed nobody watches yet begins: at the read model's position now."""
+        self.since = position
+
+    async def __call__(self, customers: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM readmodel.orders WHERE customer_id = any($1::text[])"
+            " AND position > $2 ORDER BY position LIMIT 1000",
+            list(customers),
+            self.since,
+        )
+        if rows:
+            self.since = max(self.since, rows[-1]["position"])
+        return [(r["customer_id"], OrderView.of(r)) for r in rows]
+
+
+BY_ID = LiveTopic("order by id", _by_id)
+BY_CUSTOMER = LiveTopic(
+    "orders by customer", CustomerFeed, slot_key=lambda _customer, view: view.order_id
+)
+
+READ_MODEL = ReadModel(OrdersProjection(), (BY_ID, BY_CUSTOMER))

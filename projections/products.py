@@ -1,17 +1,54 @@
-"""The product catalogue with stock: onHand, reserved, available."""
+"""The product catalogue with stock (onHand, reserved, available): its table, how events
+change it, its typed view, its queries and its live topic, in one place."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import asyncpg
 
 from domain.codec import DomainEvent
 from domain.product import InventoryUpdated, ProductRegistered
 from eventstore.events import RecordedEvent
-from projections.base import Row, RowProjection
+from projections.base import Page, Row, RowProjection
+from projections.slice import LiveTopic, Loader, ReadModel
+
+NAME = "products"
+
+
+@dataclass(frozen=True, slots=True)
+class ProductView:
+    sku: str
+    name: str
+    unit_price: Decimal
+    on_hand: int
+    reserved: int
+    position: int
+    updated_at: datetime
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @classmethod
+    def of(cls, row: asyncpg.Record | dict[str, Any]) -> ProductView:
+        return cls(
+            row["sku"],
+            row["name"],
+            row["unit_price"],
+            row["on_hand"],
+            row["reserved"],
+            row["position"],
+            row["updated_at"],
+        )
 
 
 class ProductsProjection(RowProjection):
-    name: ClassVar[str] = "products"
+    name: ClassVar[str] = NAME
     version: ClassVar[int] = 1
     views: ClassVar[tuple[str, ...]] = ("products",)
     table: ClassVar[str] = "products"
@@ -45,3 +82,33 @@ class ProductsProjection(RowProjection):
         if isinstance(event, InventoryUpdated) and row is not None:
             return {**row, "on_hand": event.on_hand, "reserved": event.reserved, **stamp}
         raise ValueError(f"{recorded.type} at {recorded.position} for an unknown product")
+
+
+async def product(pool: asyncpg.Pool, sku: str) -> ProductView | None:
+    row = await pool.fetchrow("SELECT * FROM readmodel.products WHERE sku = $1", sku)
+    return None if row is None else ProductView.of(row)
+
+
+async def products(pool: asyncpg.Pool, after_sku: str | None, limit: int) -> Page[ProductView]:
+    """Ordered by sku, after `after_sku`."""
+    rows = await pool.fetch(
+        "SELECT * FROM readmodel.products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
+        after_sku,
+        limit + 1,
+    )
+    return Page([ProductView.of(r) for r in rows[:limit]], len(rows) > limit)
+
+
+def _by_sku(pool: asyncpg.Pool) -> Loader:
+    async def load(skus: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
+        rows = await pool.fetch(
+            "SELECT * FROM readmodel.products WHERE sku = any($1::text[])", list(skus)
+        )
+        return [(r["sku"], ProductView.of(r)) for r in rows]
+
+    return load
+
+
+BY_SKU = LiveTopic("product by sku", _by_sku)
+
+READ_MODEL = ReadModel(ProductsProjection(), (BY_SKU,))

@@ -4,7 +4,8 @@ in orders that were not cancelled."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -20,6 +21,9 @@ from domain.order import (
     PaymentRefunded,
 )
 from eventstore.events import RecordedEvent
+from projections.slice import LiveTopic, Loader, ReadModel
+
+NAME = "sales"
 
 ORDER_EVENTS = {
     "OrderPlaced",
@@ -31,7 +35,7 @@ ORDER_EVENTS = {
 
 
 class SalesProjection:
-    name: ClassVar[str] = "sales"
+    name: ClassVar[str] = NAME
     version: ClassVar[int] = 1
     views: ClassVar[tuple[str, ...]] = ("sales_totals", "sales_products")
 
@@ -134,3 +138,62 @@ class SalesProjection:
                 [v[1] for v in sold.values()],
                 [v[2] for v in sold.values()],
             )
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardView:
+    orders_placed: int
+    orders_paid: int
+    orders_shipped: int
+    orders_cancelled: int
+    revenue: Decimal
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSalesView:
+    sku: str
+    units_sold: int
+    revenue: Decimal
+
+
+async def dashboard(pool: asyncpg.Pool) -> DashboardView:
+    """As of the projection's checkpoint: everything up to it is counted (the two move in one
+    transaction, so one statement reads them consistently)."""
+    row = await pool.fetchrow(
+        "SELECT t.orders_placed, t.orders_paid, t.orders_shipped, t.orders_cancelled,"
+        " t.revenue, p.position FROM readmodel.sales_totals t"
+        " JOIN eventgraph.projections p ON p.name = $1 WHERE t.id = 1",
+        NAME,
+    )
+    assert row is not None
+    return DashboardView(
+        row["orders_placed"],
+        row["orders_paid"],
+        row["orders_shipped"],
+        row["orders_cancelled"],
+        row["revenue"],
+        row["position"],
+    )
+
+
+async def top_products(pool: asyncpg.Pool, limit: int) -> list[ProductSalesView]:
+    rows = await pool.fetch(
+        "SELECT sku, units_sold, revenue FROM readmodel.sales_products WHERE units_sold > 0"
+        " ORDER BY units_sold DESC, sku LIMIT $1",
+        limit,
+    )
+    return [ProductSalesView(r["sku"], r["units_sold"], r["revenue"]) for r in rows]
+
+
+def _dashboard(pool: asyncpg.Pool) -> Loader:
+    async def load(_keys: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
+        return [(DASHBOARD_KEY, await dashboard(pool))]
+
+    return load
+
+
+DASHBOARD_KEY = "dashboard"
+DASHBOARD = LiveTopic("sales dashboard", _dashboard)
+
+READ_MODEL = ReadModel(SalesProjection(), (DASHBOARD,))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import strawberry
 from strawberry.types import Info as StrawberryInfo
 
@@ -13,8 +14,8 @@ from application.shop import Shop
 from domain.errors import InvalidInput
 from domain.values import Actor
 from eventstore.notify import Signal
+from eventstore.store import EventStore
 from projections.live import LiveViews
-from projections.read import ReadModels
 from projections.watch import ProjectionWatch
 from schema.cursors import Cursors
 from schema.scalars import MAX_POSITION
@@ -29,7 +30,10 @@ class Services:
     """Shared by every request of one process."""
 
     shop: Shop
-    reads: ReadModels
+    store: EventStore
+    """The log, for the `events` query and subscription (read only)."""
+    pool: asyncpg.Pool
+    """The read side: the read models' queries run on it."""
     watch: ProjectionWatch
     cursors: Cursors
     read_wait_seconds: float
@@ -48,8 +52,8 @@ class Context:
         return self.services.shop
 
     @property
-    def reads(self) -> ReadModels:
-        return self.services.reads
+    def pool(self) -> asyncpg.Pool:
+        return self.services.pool
 
     @property
     def cursors(self) -> Cursors:

@@ -12,6 +12,7 @@ from application.handler import CommandResult
 from domain import ids
 from domain import order as order_domain
 from domain import product as product_domain
+from projections import orders, products
 from schema.context import Info
 from schema.query import given
 from schema.scalars import Position
@@ -42,10 +43,10 @@ class ProductPayload:
 
     @strawberry.field(description="The product view as of position (read your own write).")
     async def product(self, info: Info) -> Product:
-        if await _read_after(info, "products", self.position):
-            row = await info.context.reads.product(self.sku)
-            if row is not None:
-                return Product.from_row(row)
+        if await _read_after(info, products.NAME, self.position):
+            view = await products.product(info.context.pool, self.sku)
+            if view is not None:
+                return Product.from_view(view)
         return Product.from_state(self.result.state, self.position, self.events[-1].occurred_at)
 
     @classmethod
@@ -67,10 +68,10 @@ class OrderPayload:
 
     @strawberry.field(description="The order view as of position (read your own write).")
     async def order(self, info: Info) -> Order:
-        if await _read_after(info, "orders", self.position):
-            row = await info.context.reads.order(str(self.order_id))
-            if row is not None:
-                return Order.from_row(row)
+        if await _read_after(info, orders.NAME, self.position):
+            view = await orders.order(info.context.pool, str(self.order_id))
+            if view is not None:
+                return Order.from_view(view)
         return Order.from_state(self.result.state, self.position)
 
     @classmethod

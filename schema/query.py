@@ -6,13 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
-import asyncpg
 import strawberry
 
 from domain import ids, values
 from domain import order as order_domain
 from domain.errors import InvalidInput
 from eventstore.store import EVENT_TYPE, STREAM_ID
+from projections import orders, products, sales
 from schema.context import Info
 from schema.scalars import Position
 from schema.types import (
@@ -82,25 +82,22 @@ class SalesDashboard:
         return strawberry.ID("sales-dashboard")
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> SalesDashboard:
+    def from_view(cls, view: sales.DashboardView) -> SalesDashboard:
         return cls(
-            orders_placed=row["orders_placed"],
-            orders_paid=row["orders_paid"],
-            orders_shipped=row["orders_shipped"],
-            orders_cancelled=row["orders_cancelled"],
-            revenue=row["revenue"],
-            position=row["position"],
+            orders_placed=view.orders_placed,
+            orders_paid=view.orders_paid,
+            orders_shipped=view.orders_shipped,
+            orders_cancelled=view.orders_cancelled,
+            revenue=view.revenue,
+            position=view.position,
         )
 
     @strawberry.field(description="Best sellers by units in orders that were not cancelled.")
     async def top_products(self, info: Info, limit: int = 5) -> list[ProductSales]:
         if not 0 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 0 and {MAX_PAGE}")
-        rows = await info.context.reads.top_products(limit)
-        return [
-            ProductSales(sku=r["sku"], units_sold=r["units_sold"], revenue=r["revenue"])
-            for r in rows
-        ]
+        best = await sales.top_products(info.context.pool, limit)
+        return [ProductSales(sku=p.sku, units_sold=p.units_sold, revenue=p.revenue) for p in best]
 
 
 @strawberry.type
@@ -111,9 +108,9 @@ class Query:
     ) -> Product | None:
         info.context.require_user()
         values.sku(sku)
-        await info.context.at_least("products", given(at_least))
-        row = await info.context.reads.product(sku)
-        return None if row is None else Product.from_row(row)
+        await info.context.at_least(products.NAME, given(at_least))
+        view = await products.product(info.context.pool, sku)
+        return None if view is None else Product.from_view(view)
 
     @strawberry.field(description="Any signed-in user. Ordered by sku.")
     async def products(
@@ -128,13 +125,13 @@ class Query:
         after_sku = None
         if given(after) is not None:
             [after_sku] = info.context.cursors.decode("products", str(after))
-        await info.context.at_least("products", given(at_least))
-        page = await info.context.reads.products(after_sku, limit)
+        await info.context.at_least(products.NAME, given(at_least))
+        page = await products.products(info.context.pool, after_sku, limit)
         edges = [
             ProductEdge(
-                cursor=info.context.cursors.encode("products", [r["sku"]]), node=Product.from_row(r)
+                cursor=info.context.cursors.encode("products", [v.sku]), node=Product.from_view(v)
             )
-            for r in page.rows
+            for v in page.items
         ]
         return ProductConnection(
             edges=edges,
@@ -149,12 +146,12 @@ class Query:
     ) -> Order | None:
         actor = info.context.actor
         order_id = ids.order_id(id, field="id")
-        await info.context.at_least("orders", given(at_least))
-        row = await info.context.reads.order(order_id)
-        if row is None:
+        await info.context.at_least(orders.NAME, given(at_least))
+        view = await orders.order(info.context.pool, order_id)
+        if view is None:
             return None
-        actor.require_access(row["customer_id"])
-        return Order.from_row(row)
+        actor.require_access(view.customer_id)
+        return Order.from_view(view)
 
     @strawberry.field(
         description=(
@@ -182,18 +179,15 @@ class Query:
         if given(after) is not None:
             placed_at, order_id = info.context.cursors.decode("orders", str(after))
             before = (datetime.fromisoformat(placed_at), order_id)
-        await info.context.at_least("orders", given(at_least))
-        chosen = given(status)
-        page = await info.context.reads.orders(
-            customer, chosen.value if chosen is not None else None, before, limit
-        )
+        await info.context.at_least(orders.NAME, given(at_least))
+        page = await orders.orders(info.context.pool, customer, given(status), before, limit)
         cursors = info.context.cursors
         edges = [
             OrderEdge(
-                cursor=cursors.encode("orders", [r["placed_at"].isoformat(), r["order_id"]]),
-                node=Order.from_row(r),
+                cursor=cursors.encode("orders", [v.placed_at.isoformat(), v.order_id]),
+                node=Order.from_view(v),
             )
-            for r in page.rows
+            for v in page.items
         ]
         return OrderConnection(
             edges=edges,
@@ -207,8 +201,8 @@ class Query:
         self, info: Info, at_least: Position | None = strawberry.UNSET
     ) -> SalesDashboard:
         info.context.actor.require_staff()
-        await info.context.at_least("sales", given(at_least))
-        return SalesDashboard.from_row(await info.context.reads.dashboard_row())
+        await info.context.at_least(sales.NAME, given(at_least))
+        return SalesDashboard.from_view(await sales.dashboard(info.context.pool))
 
     @strawberry.field(
         description="Staff only. The raw log in position order, upcast to current schema versions."
@@ -227,7 +221,7 @@ class Query:
         limit = page_size(first, MAX_EVENTS_PAGE)
         if limit == 0:
             return []
-        events = await info.context.shop.store.read_all(
+        events = await info.context.services.store.read_all(
             after or 0, limit, stream_id=stream, types=kinds
         )
         return [DomainEvent.from_recorded(e) for e in events]

@@ -11,6 +11,7 @@ import strawberry
 
 from domain import ids, values
 from eventstore.notify import Signal
+from projections import orders, products, sales
 from schema.context import Info
 from schema.errors import CONNECTION_LOST
 from schema.query import SalesDashboard, event_filter, given
@@ -25,21 +26,21 @@ class Subscription:
         actor = info.context.actor
         live = info.context.services.live
         order_id = ids.order_id(id, field="id")
-        first = await info.context.reads.order(order_id)
-        async with contextlib.aclosing(live.watch(live.orders, order_id, first)) as views:
-            async for row in views:
-                actor.require_access(row["customer_id"])
-                yield Order.from_row(row)
+        first = await orders.order(info.context.pool, order_id)
+        async with contextlib.aclosing(live.watch(orders.BY_ID, order_id, first)) as views:
+            async for view in views:
+                actor.require_access(view.customer_id)
+                yield Order.from_view(view)
 
     @strawberry.subscription(description="Live view of one product: any signed-in user.")
     async def product(self, info: Info, sku: str) -> AsyncGenerator[Product, None]:
         info.context.require_user()
         values.sku(sku)
         live = info.context.services.live
-        first = await info.context.reads.product(sku)
-        async with contextlib.aclosing(live.watch(live.products, sku, first)) as views:
-            async for row in views:
-                yield Product.from_row(row)
+        first = await products.product(info.context.pool, sku)
+        async with contextlib.aclosing(live.watch(products.BY_SKU, sku, first)) as views:
+            async for view in views:
+                yield Product.from_view(view)
 
     @strawberry.subscription(
         description="Every change to any of the viewer's own orders, as the order's new view."
@@ -47,19 +48,20 @@ class Subscription:
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
         actor = info.context.actor
         live = info.context.services.live
-        live.start_customer_feed_at(info.context.services.watch.position("orders"))
-        async with contextlib.aclosing(live.watch(live.customers, actor.id, None)) as views:
-            async for row in views:
-                yield Order.from_row(row)
+        live.start_feed_at(orders.BY_CUSTOMER, info.context.services.watch.position(orders.NAME))
+        async with contextlib.aclosing(live.watch(orders.BY_CUSTOMER, actor.id, None)) as views:
+            async for view in views:
+                yield Order.from_view(view)
 
     @strawberry.subscription(description="Staff only.")
     async def sales_dashboard(self, info: Info) -> AsyncGenerator[SalesDashboard, None]:
         info.context.actor.require_staff()
         live = info.context.services.live
-        first = await info.context.reads.dashboard_row()
-        async with contextlib.aclosing(live.watch(live.dashboard, "dashboard", first)) as views:
-            async for row in views:
-                yield SalesDashboard.from_row(row)
+        first = await sales.dashboard(info.context.pool)
+        key = sales.DASHBOARD_KEY
+        async with contextlib.aclosing(live.watch(sales.DASHBOARD, key, first)) as views:
+            async for view in views:
+                yield SalesDashboard.from_view(view)
 
     @strawberry.subscription(
         description=(
@@ -76,7 +78,7 @@ class Subscription:
         info.context.actor.require_staff()
         kinds = given(types)
         stream = event_filter(given(stream_id), kinds)
-        store = info.context.shop.store
+        store = info.context.services.store
         signal = info.context.services.log_signal
         position = after or 0
         while True:

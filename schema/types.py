@@ -1,19 +1,20 @@
-"""The contract's object types, built from read-model rows (or, for a mutation whose view
-cannot be read in time, from the command's own result)."""
+"""The contract's object types, built from the read models' typed views (or, for a mutation
+whose view cannot be read in time, from the command's own result)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
-import asyncpg
 import strawberry
 from strawberry.scalars import JSON
 
 from domain import order as order_domain
 from domain import product as product_domain
 from eventstore.events import RecordedEvent
+from projections.orders import OrderView
+from projections.products import ProductView
 from schema.scalars import Position
 
 OrderStatus = order_domain.OrderStatus
@@ -41,30 +42,24 @@ class Product:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> Product:
+    def from_view(cls, view: ProductView) -> Product:
         return cls(
-            sku=row["sku"],
-            name=row["name"],
-            unit_price=row["unit_price"],
-            on_hand=row["on_hand"],
-            reserved=row["reserved"],
-            available=row["on_hand"] - row["reserved"],
-            position=row["position"],
-            updated_at=row["updated_at"],
+            sku=view.sku,
+            name=view.name,
+            unit_price=view.unit_price,
+            on_hand=view.on_hand,
+            reserved=view.reserved,
+            available=view.available,
+            position=view.position,
+            updated_at=view.updated_at,
         )
 
     @classmethod
     def from_state(cls, state: product_domain.Product, position: int, at: datetime) -> Product:
-        return cls(
-            sku=state.sku,
-            name=state.name,
-            unit_price=state.unit_price,
-            on_hand=state.on_hand,
-            reserved=state.reserved,
-            available=state.available,
-            position=position,
-            updated_at=at,
+        view = ProductView(
+            state.sku, state.name, state.unit_price, state.on_hand, state.reserved, position, at
         )
+        return cls.from_view(view)
 
 
 @strawberry.type
@@ -93,45 +88,43 @@ class Order:
     )
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record | dict[str, Any]) -> Order:
-        lines = [
-            OrderLine(
-                sku=line["sku"],
-                quantity=line["quantity"],
-                unit_price=Decimal(line["unitPrice"]),
-                line_total=Decimal(line["unitPrice"]) * line["quantity"],
-            )
-            for line in row["lines"]
-        ]
+    def from_view(cls, view: OrderView) -> Order:
         return cls(
-            id=strawberry.ID(row["order_id"]),
-            customer_id=row["customer_id"],
-            status=OrderStatus(row["status"]),
-            lines=lines,
-            total=row["total"],
-            amount_paid=row["amount_paid"],
-            placed_at=row["placed_at"],
-            updated_at=row["updated_at"],
-            version=row["version"],
-            position=row["position"],
+            id=strawberry.ID(view.order_id),
+            customer_id=view.customer_id,
+            status=view.status,
+            lines=[
+                OrderLine(
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    line_total=line.line_total,
+                )
+                for line in view.lines
+            ],
+            total=view.total,
+            amount_paid=view.amount_paid,
+            placed_at=view.placed_at,
+            updated_at=view.updated_at,
+            version=view.version,
+            position=view.position,
         )
 
     @classmethod
     def from_state(cls, state: order_domain.Order, position: int) -> Order:
-        return cls.from_row(
-            {
-                "order_id": state.order_id,
-                "customer_id": state.customer_id,
-                "status": state.status.value,
-                "lines": [line.as_json() for line in state.lines],
-                "total": state.total,
-                "amount_paid": state.amount_paid,
-                "placed_at": state.placed_at,
-                "updated_at": state.updated_at,
-                "version": state.version,
-                "position": position,
-            }
+        view = OrderView(
+            state.order_id,
+            state.customer_id,
+            state.status,
+            state.lines,
+            state.total,
+            state.amount_paid,
+            state.placed_at,
+            state.updated_at,
+            state.version,
+            position,
         )
+        return cls.from_view(view)
 
 
 @strawberry.type

@@ -3,42 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from projections.live import Slot
 
 
-def view(position: int) -> dict[str, int]:
-    return {"position": position}
+@dataclass(frozen=True)
+class View:
+    position: int
+
+
+def view(position: int) -> View:
+    return View(position)
 
 
 async def test_a_slow_subscriber_holds_one_view_per_key_and_gets_the_newest() -> None:
     slot = Slot()
     for position in range(1, 10_001):
-        slot.offer("sku", view(position))  # type: ignore[arg-type]
+        slot.offer("sku", view(position))
     assert len(slot._pending) == 1
-    assert (await slot.take())["position"] == 10_000
+    assert (await slot.next()).position == 10_000
 
 
 async def test_positions_never_go_back_or_repeat() -> None:
     slot = Slot()
-    slot.offer("k", view(5))  # type: ignore[arg-type]
-    assert (await slot.take())["position"] == 5
-    slot.offer("k", view(5))  # type: ignore[arg-type]
-    slot.offer("k", view(3))  # type: ignore[arg-type]
+    slot.offer("k", view(5))
+    assert (await slot.next()).position == 5
+    slot.offer("k", view(5))
+    slot.offer("k", view(3))
     assert slot._pending == {}
-    slot.offer("k", view(7))  # type: ignore[arg-type]
-    slot.offer("k", view(6))  # type: ignore[arg-type]
-    assert (await slot.take())["position"] == 7
+    slot.offer("k", view(7))
+    slot.offer("k", view(6))
+    assert (await slot.next()).position == 7
 
 
 async def test_views_of_several_keys_come_oldest_change_first() -> None:
     slot = Slot()
-    slot.offer("b", view(9))  # type: ignore[arg-type]
-    slot.offer("a", view(4))  # type: ignore[arg-type]
-    slot.offer("a", view(8))  # type: ignore[arg-type]
-    assert [(await slot.take())["position"] for _ in range(2)] == [8, 9]
+    slot.offer("b", view(9))
+    slot.offer("a", view(4))
+    slot.offer("a", view(8))
+    assert [(await slot.next()).position for _ in range(2)] == [8, 9]
     waiter = asyncio.ensure_future(slot.take())
     await asyncio.sleep(0.01)
     assert not waiter.done()
-    slot.offer("a", view(10))  # type: ignore[arg-type]
-    assert (await asyncio.wait_for(waiter, 1))["position"] == 10
+    slot.offer("a", view(10))
+    assert (await asyncio.wait_for(waiter, 1)).position == 10

@@ -1,0 +1,45 @@
+"""What a read model is, as the rest of the service sees it: its projection (name, tables,
+evolve), and the live topics its views can be watched by. Each read model is one module that
+builds one `ReadModel`; `projections/__init__.py` lists them, and nothing else names them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+
+from projections.base import Projection
+
+
+class View(Protocol):
+    """A typed view of a read model: whatever it holds, it knows the position it reflects."""
+
+    @property
+    def position(self) -> int: ...
+
+
+Loader = Callable[[Sequence[Hashable]], Awaitable[list[tuple[Hashable, Any]]]]
+"""Reads the current views of some watched keys: (key, view) pairs."""
+
+
+@dataclass(frozen=True, eq=False)
+class LiveTopic:
+    """A way to watch views of one read model: by which key, and how to read them. A topic's
+    loader is made once per process, from the read side's pool."""
+
+    name: str
+    loader: Callable[[asyncpg.Pool], Loader]
+    slot_key: Callable[[Hashable, Any], Hashable] = field(default=lambda key, _view: key)
+    """Which slot of a subscriber a view goes to (a customer's feed: one per order)."""
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    projection: Projection
+    topics: tuple[LiveTopic, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
