@@ -18,8 +18,9 @@ import asyncpg
 from application.cache import CachedState, StateCache
 from application.idempotency import Conflict, Idempotency
 from application.locks import StreamLocks
-from domain import integrity, order, product
-from domain.codec import DomainEvent, decode, decode_state, encode, encode_state
+from domain import integrity, order, registry
+from domain.aggregate import DomainEvent
+from domain.codec import decode, decode_state, encode, encode_state
 from domain.errors import DomainError
 from domain.values import Actor
 from eventstore import ids
@@ -50,26 +51,12 @@ class CommandResult(Generic[S]):
     replayed: bool = False
 
 
-@dataclass(frozen=True)
-class Aggregate:
-    evolve: Callable[[Any, Any], Any]
-    initial: Any
-    state_type: type[Any]
-
-
-AGGREGATES = {
-    "product-": Aggregate(product.evolve, product.initial_state, product.Product),
-    "order-": Aggregate(order.evolve, order.initial_state, order.Order),
-}
 SNAPSHOT_TAG = "shop-state-v1"
 """Names the encoding of snapshot states: change it when a state's shape changes, and the old
 snapshots are simply not used."""
 SNAPSHOT_EVERY = 10
 """Events after a snapshot (or the stream's start) that make a command save a new one."""
-
-
-def aggregate_of(stream_id: str) -> Aggregate:
-    return next(a for prefix, a in AGGREGATES.items() if stream_id.startswith(prefix))
+aggregate_of = registry.of_stream
 
 
 def _fold(evolve: Callable[[Any, Any], Any], initial: Any, events: Sequence[DomainEvent]) -> Any:

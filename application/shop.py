@@ -10,7 +10,7 @@ from application.handler import CommandHandler, CommandResult, Loaded
 from application.idempotency import Idempotency
 from domain import order, product, values
 from domain import shop as rules
-from domain.codec import DomainEvent
+from domain.aggregate import DomainEvent
 from domain.errors import NotFound
 from domain.ids import OrderId, new_order_id
 from domain.values import Actor

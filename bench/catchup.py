@@ -14,7 +14,8 @@ from decimal import Decimal
 
 from bench.common import fresh_database, machine, server
 from domain import order, product
-from domain.codec import DomainEvent, encode
+from domain.aggregate import DomainEvent
+from domain.codec import encode
 from domain.order import OrderLine
 from eventgraph.runtime import create_pool, open_runtime, shop_upcasters
 from eventstore.events import ANY, NewEvent

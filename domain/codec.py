@@ -13,31 +13,9 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
-from domain.order import (
-    OrderCancelled,
-    OrderEvent,
-    OrderLine,
-    OrderPlaced,
-    OrderShipped,
-    PaymentProcessed,
-    PaymentRefunded,
-)
-from domain.product import InventoryUpdated, ProductEvent, ProductRegistered
-
-DomainEvent = OrderEvent | ProductEvent
-
-EVENT_TYPES: dict[str, Any] = {
-    cls.__name__: cls
-    for cls in (
-        ProductRegistered,
-        InventoryUpdated,
-        OrderPlaced,
-        PaymentProcessed,
-        OrderShipped,
-        OrderCancelled,
-        PaymentRefunded,
-    )
-}
+from domain.aggregate import DomainEvent
+from domain.order import OrderLine
+from domain.registry import EVENT_TYPES
 
 
 def _camel(name: str) -> str:

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import ClassVar, assert_never
 
 from domain import values
+from domain.aggregate import AggregateType
 from domain.errors import InvalidInput, InvalidState, NotFound
 from domain.ids import OrderId
 from domain.values import Actor
@@ -274,3 +275,21 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
             return events
         case _:
             assert_never(command)
+
+
+def _references(event: OrderEvent) -> tuple[str, ...]:
+    """Placing an order refers to the products it reserves."""
+    if isinstance(event, OrderPlaced):
+        return tuple(f"product-{line.sku}" for line in event.lines)
+    return ()
+
+
+AGGREGATE = AggregateType(
+    prefix=STREAM_PREFIX,
+    events=(OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded),
+    evolve=evolve,
+    initial=initial_state,
+    state_type=Order,
+    subject=lambda event: stream_id(event.order_id),
+    references=_references,
+)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import ClassVar, assert_never
 
 from domain import values
+from domain.aggregate import AggregateType
 from domain.errors import AlreadyExists, InsufficientStock, InvalidState, NotFound
 from domain.ids import OrderId
 from domain.values import Actor
@@ -229,3 +230,21 @@ def decide(command: ProductCommand, state: ProductState) -> list[ProductEvent]:
             )
         case _:
             assert_never(command)
+
+
+def _references(event: ProductEvent) -> tuple[str, ...]:
+    """A stock move for an order refers to that order."""
+    if isinstance(event, InventoryUpdated) and event.order_id is not None:
+        return (f"order-{event.order_id}",)
+    return ()
+
+
+AGGREGATE = AggregateType(
+    prefix=STREAM_PREFIX,
+    events=(ProductRegistered, InventoryUpdated),
+    evolve=evolve,
+    initial=initial_state,
+    state_type=Product,
+    subject=lambda event: stream_id(event.sku),
+    references=_references,
+)

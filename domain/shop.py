@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from domain import order, product
-from domain.codec import DomainEvent
+from domain.aggregate import DomainEvent
 from domain.errors import NotFound
 from domain.ids import OrderId
 from domain.values import Actor

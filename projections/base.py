@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import asyncpg
 import orjson
 
-from domain.codec import DomainEvent, decode
+from domain.aggregate import DomainEvent
+from domain.codec import decode
 from eventstore.events import RecordedEvent
 
 Row = dict[str, Any]

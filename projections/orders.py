@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 
-from domain.codec import DomainEvent
+from domain.aggregate import DomainEvent
 from domain.order import (
     OrderCancelled,
     OrderLine,

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 
-from domain.codec import DomainEvent
+from domain.aggregate import DomainEvent
 from domain.product import InventoryUpdated, ProductRegistered
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import ClassVar
 
 import jwt
 import pytest
@@ -189,3 +191,14 @@ def test_audience_and_issuer_are_checked_when_configured() -> None:
 def test_any_printable_sub_is_a_valid_caller() -> None:
     for sub in ["ann smith", "Zoë", "用户", "x" * 200, str(uuid.uuid4())]:
         assert verify_token(SECRET, mint_token(SECRET, sub, "customer")).sub == sub
+
+
+@dataclass(frozen=True)
+class Unregistered:
+    schema_version: ClassVar[int] = 1
+    occurred_at: datetime
+
+
+def test_an_event_of_no_registered_aggregate_is_never_appended() -> None:
+    with pytest.raises(integrity.IntegrityError, match="not an event of a registered aggregate"):
+        integrity.check({"thing-1": [Unregistered(NOW)]}, {"thing-1": True})
