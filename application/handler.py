@@ -114,6 +114,8 @@ class CommandHandler:
             prior = await self.store.find_idempotent(idempotency.key)
             if prior is None and idempotency.legacy_key is not None:
                 prior = await self.store.find_idempotent(idempotency.legacy_key)
+                if prior is not None:
+                    idempotency.check_legacy(prior)
             if prior is not None:
                 idempotency.check(prior)
                 return Executed(prior, await self.store.read_positions(prior.positions))

@@ -36,10 +36,18 @@ class Idempotency:
     legacy_key: str | None = None
     """How the previous version stored this key (`command:len:caller:key`, no fingerprint),
     so that a command retried across an upgrade still finds its first result."""
+    touches: frozenset[str] = frozenset()
+    """Streams the command writes: a key of the previous version (which has no fingerprint)
+    matches only a first result that wrote them too."""
 
     @classmethod
     def of(
-        cls, actor: Actor, client_key: str | None, command: str, arguments: object
+        cls,
+        actor: Actor,
+        client_key: str | None,
+        command: str,
+        arguments: object,
+        touches: frozenset[str] = frozenset(),
     ) -> Idempotency | None:
         if client_key is None:
             return None
@@ -52,7 +60,15 @@ class Idempotency:
             "k2:" + hashlib.sha256(scope).hexdigest(),
             hashlib.sha256(signature).hexdigest(),
             legacy if LEGACY_KEY.fullmatch(legacy) else None,
+            touches,
         )
+
+    def check_legacy(self, result: AppendResult) -> None:
+        if not self.touches <= set(result.stream_versions):
+            raise Conflict(
+                "this idempotencyKey was already used for a different command or different"
+                " arguments; use a new key for a new command"
+            )
 
     def check(self, result: AppendResult) -> None:
         if result.fingerprint is not None and result.fingerprint != self.fingerprint:

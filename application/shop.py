@@ -71,7 +71,11 @@ class Shop:
     ) -> CommandResult[order.Order]:
         requested = order.validate_lines(tuple(lines))
         key = Idempotency.of(
-            actor, idempotency_key, "placeOrder", sorted([sku, qty] for sku, qty in requested)
+            actor,
+            idempotency_key,
+            "placeOrder",
+            sorted([sku, qty] for sku, qty in requested),
+            frozenset(product.stream_id(sku) for sku, _ in requested),
         )
         order_id = new_order_id(ids.uuid4())
         order_stream = order.stream_id(order_id)
@@ -99,8 +103,10 @@ class Shop:
         idempotency_key: str | None = None,
     ) -> CommandResult[order.Order]:
         paid = values.money(amount)
-        key = Idempotency.of(actor, idempotency_key, "payOrder", [order_id, str(paid)])
         stream = order.stream_id(order_id)
+        key = Idempotency.of(
+            actor, idempotency_key, "payOrder", [order_id, str(paid)], frozenset({stream})
+        )
 
         def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
             state = loaded.state(stream)

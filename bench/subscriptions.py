@@ -39,7 +39,9 @@ def rss_kib(pid: int) -> int:
 def server_pid(port: int) -> int:
     import subprocess
 
-    out = subprocess.run(["pgrep", "-f", f"serve --port {port}"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["pgrep", "-f", f"bench.app:create --port {port}"], capture_output=True, text=True
+    )
     return int(out.stdout.split()[0])
 
 

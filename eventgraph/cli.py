@@ -273,6 +273,9 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
         except ParkRefused as exc:
             print(f"eventgraph resume: {exc}", file=sys.stderr)
             return 1
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            print("the database is not migrated: run `eventgraph migrate`", file=sys.stderr)
+            return 2
         finally:
             await conn.close()
         print(

@@ -269,11 +269,21 @@ class _Postmaster:
 
 
 def _postmaster(layout: _Layout) -> _Postmaster | None:
-    """The running server of this data directory, from postmaster.pid, if it is alive."""
+    """The running server of this data directory, from postmaster.pid, if it is alive and
+    really is it. The file lives in a directory the server's user owns, so it is not taken on
+    its word: the process must belong to the data directory's owner, run a `postgres`
+    binary, and the file must name this data directory; otherwise (a reused pid after a
+    reboot, a planted file) nothing is joined and nothing is signalled."""
     try:
         lines = (layout.pgdata / "postmaster.pid").read_text().splitlines()
         found = _Postmaster(int(lines[0]), int(lines[3]), lines[4], lines[5], lines[7].strip())
-        os.kill(found.pid, 0)
+        if found.pid <= 1 or Path(lines[1]) != layout.pgdata:
+            return None
+        process = Path(f"/proc/{found.pid}")
+        if process.stat().st_uid != layout.pgdata.stat().st_uid:
+            return None
+        if Path(os.readlink(process / "exe")).name != "postgres":
+            return None
     except (OSError, ValueError, IndexError):
         return None
     return found
@@ -298,8 +308,10 @@ def _start(layout: _Layout, binaries: Path, who: _RunAs) -> _Postmaster:
     else:
         log.info("the data directory's path is too long for a socket: listening on 127.0.0.1")
         where = ["-p", str(_free_port()), "-k", "", "-c", "listen_addresses=127.0.0.1"]
-    with layout.log.open("ab") as out:
-        _give(layout.log, who)
+    fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    if os.geteuid() == 0:
+        os.fchown(fd, who.uid, who.gid)
+    with os.fdopen(fd, "ab") as out:
         process = subprocess.Popen(
             [str(binaries / "bin" / "postgres"), "-D", str(layout.pgdata), *where,
              "-c", "unix_socket_permissions=0700"],
@@ -409,6 +421,15 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     process to leave stops it. Its data stays across restarts."""
     layout = _Layout(data_dir.expanduser().resolve())
     layout.data_dir.mkdir(parents=True, exist_ok=True)
+    for parent in layout.data_dir.parents:
+        st = parent.stat()
+        others_write = st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and not st.st_mode & stat.S_ISVTX
+        if others_write or st.st_uid not in (0, os.geteuid()):
+            raise EmbeddedDatabaseError(
+                f"{parent} can be changed by other users, who could swap the data directory"
+                " under us: choose an EVENTGRAPH_DATA_DIR whose parents only root or you can"
+                " change"
+            )
     if layout.data_dir.stat().st_uid != os.geteuid():
         raise EmbeddedDatabaseError(
             f"{layout.data_dir} belongs to another user: EventGraph keeps its database only in"

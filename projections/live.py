@@ -28,7 +28,9 @@ class Slot(Mailbox[Any]):
     """One subscriber's mailbox: at most one view per key, the newest by log position."""
 
     def __init__(self) -> None:
-        super().__init__(rank=lambda view: int(view.position))
+        # A view at position 0 reflects no event: it is not sent (the dashboard of an empty
+        # log waits for its first order).
+        super().__init__(rank=lambda view: int(view.position), floor=0)
 
     async def next(self) -> Any:
         view = await self.take()

@@ -164,6 +164,7 @@ class ProjectionRunner:
     async def _session(self, backoff: Backoff) -> None:
         """Connect, stand by until this process leads the projection, then lead it until the
         connection is lost (which also gives up the lead)."""
+        self.role = "connecting"
         conn = await asyncpg.connect(
             self._dsn,
             server_settings={"application_name": f"eventgraph-projector-{self.projection.name}"},

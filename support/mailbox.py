@@ -13,9 +13,11 @@ V = TypeVar("V")
 
 
 class Mailbox(Generic[V]):
-    def __init__(self, rank: Callable[[V], int]) -> None:
-        """`rank(item)` orders the versions of one key (a log position, say)."""
+    def __init__(self, rank: Callable[[V], int], floor: int = -1) -> None:
+        """`rank(item)` orders the versions of one key (a log position, say); an item ranked
+        at or below `floor` is never delivered."""
         self._rank = rank
+        self._floor = floor
         self._pending: dict[Hashable, V] = {}
         self._taken: dict[Hashable, int] = {}
         self._ready = asyncio.Event()
@@ -23,7 +25,7 @@ class Mailbox(Generic[V]):
 
     def offer(self, key: Hashable, item: V) -> None:
         rank = self._rank(item)
-        if rank <= self._taken.get(key, -1):
+        if rank <= self._taken.get(key, self._floor):
             return
         held = self._pending.get(key)
         if held is None or self._rank(held) < rank:

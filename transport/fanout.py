@@ -83,9 +83,11 @@ class Fanout:
                 finally:
                     for task in tasks:
                         task.cancel()
+        except Exception:
+            self.reconnects += 1
+            raise
         finally:
             self.connected.clear()
-            self.reconnects += 1
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(broadcast.disconnect(), 2)
 

@@ -116,3 +116,17 @@ def test_a_data_directory_that_its_user_cannot_reach_is_refused_not_opened(base:
     with pytest.raises(RuntimeError, match="cannot reach"), embedded_postgres(closed / "data"):
         pass
     assert closed.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_planted_postmaster_pid_is_neither_joined_nor_signalled(base: Path) -> None:
+    """postmaster.pid lives in a directory the server's user owns: a pid it names is only
+    trusted if that process is this data directory's postgres."""
+    from eventgraph.database import _Layout, _postmaster
+
+    layout = _Layout(base / "planted")
+    layout.pgdata.mkdir(parents=True)
+    for pid in (1, os.getpid()):  # init, and a process that is not postgres
+        (layout.pgdata / "postmaster.pid").write_text(
+            f"{pid}\n{layout.pgdata}\n0\n5432\n{base}\n\n0 0\nready\n"
+        )
+        assert _postmaster(layout) is None

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from application.idempotency import Conflict
 from application.shop import Shop
 from domain.ids import OrderId
 from domain.values import Actor
@@ -334,3 +335,6 @@ async def test_a_key_stored_by_the_previous_version_still_replays(clean_db: str)
         )
         again = await shop.place_order(ann, [(SKUS[0], 1)], "retry-1")
         assert again.replayed and again.state.order_id == first.state.order_id
+        # but not for an order of other products: the old key had no fingerprint to compare
+        with pytest.raises(Conflict):
+            await shop.place_order(ann, [(SKUS[1], 1)], "retry-1")

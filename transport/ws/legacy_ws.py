@@ -28,7 +28,7 @@ class LegacyWsSession(Session):
             case "connection_init":
                 raise Close(4429, "Too many initialisation requests")
             case "start":
-                await self.subscribe(parse_subscribe(message))
+                await self.subscribe(parse_subscribe(message, self.subscriptions))
             case "stop":
                 self.stop(message.get("id"))
             case "connection_terminate":

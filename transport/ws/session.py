@@ -13,7 +13,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Collection, Hashable
 from typing import Any, ClassVar, TypedDict
 
 import orjson
@@ -54,10 +54,14 @@ class Subscribe(TypedDict):
     operation_name: str | None
 
 
-def parse_subscribe(message: dict[str, Any]) -> Subscribe:
+def parse_subscribe(message: dict[str, Any], running: Collection[str]) -> Subscribe:
+    """A subscribe message, checked in the protocol's order: its id, then that the id is not
+    already running (4409), then its payload."""
     op_id, body = message.get("id"), message.get("payload")
     if not isinstance(op_id, str) or not op_id or len(op_id) > 200 or not isinstance(body, dict):
         raise Close(4400, "Invalid subscribe message")
+    if op_id in running:
+        raise Close(4409, f"Subscriber for {op_id} already exists")
     query, variables = body.get("query"), body.get("variables")
     operation_name = body.get("operationName")
     if (
@@ -213,8 +217,6 @@ class Session(ABC):
     async def subscribe(self, message: Subscribe) -> None:
         op_id, query, variables = message["id"], message["query"], message["variables"]
         operation_name = message["operation_name"]
-        if op_id in self.subscriptions:
-            raise Close(4409, f"Subscriber for {op_id} already exists")
         if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
             await self.error(
                 op_id,

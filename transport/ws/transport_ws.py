@@ -36,7 +36,7 @@ class TransportWsSession(Session):
             case "pong":
                 pass
             case "subscribe":
-                await self.subscribe(parse_subscribe(message))
+                await self.subscribe(parse_subscribe(message, self.subscriptions))
             case "complete":
                 self.stop(message.get("id"))
             case kind:
