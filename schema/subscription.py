@@ -16,12 +16,14 @@ from schema.context import Info
 from schema.errors import CONNECTION_LOST
 from schema.query import SalesDashboard, event_filter, given
 from schema.scalars import Position
+from schema.sharing import shared
 from schema.types import DomainEvent, Order, Product
 
 
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="Live view of one order: the order's customer or staff.")
+    @shared("user")
     async def order(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
         actor = info.context.actor
         live = info.context.services.live
@@ -33,6 +35,7 @@ class Subscription:
                 yield Order.from_view(view)
 
     @strawberry.subscription(description="Live view of one product: any signed-in user.")
+    @shared("role")
     async def product(self, info: Info, sku: str) -> AsyncGenerator[Product, None]:
         info.context.require_user()
         values.sku(sku)
@@ -45,6 +48,7 @@ class Subscription:
     @strawberry.subscription(
         description="Every change to any of the viewer's own orders, as the order's new view."
     )
+    @shared("user")
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
         actor = info.context.actor
         live = info.context.services.live
@@ -54,6 +58,7 @@ class Subscription:
                 yield Order.from_view(view)
 
     @strawberry.subscription(description="Staff only.")
+    @shared("role")
     async def sales_dashboard(self, info: Info) -> AsyncGenerator[SalesDashboard, None]:
         info.context.actor.require_staff()
         live = info.context.services.live

@@ -26,6 +26,7 @@ from schema.errors import format_error
 from schema.executor import Executor
 from schema.limits import too_deep
 from schema.results import as_graphql_error, payload
+from schema.sharing import SHARED
 from transport.multiplex import Multiplexer
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 """Also the transport's frame limit (`eventgraph serve` sets uvicorn's `ws_max_size` to it),
 so that no larger frame is ever buffered, before `connection_init` or after."""
 INIT_TIMEOUT = 10.0
-SHARED_BY_ROLE = {"product", "salesDashboard"}
-SHARED_BY_USER = {"order", "myOrders"}
 
 
 class Close(Exception):
@@ -301,9 +300,10 @@ class Session(ABC):
         roots = {
             s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)
         }
-        if not roots or not roots <= SHARED_BY_ROLE | SHARED_BY_USER:
+        scopes = [SHARED.get(root) for root in roots]
+        if not roots or None in scopes:
             return None
-        who = self.principal.sub if roots & SHARED_BY_USER else None
+        who = self.principal.sub if "user" in scopes else None
         return (
             id(document),
             orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS),
