@@ -4,10 +4,10 @@ checked and folded everywhere."""
 
 from __future__ import annotations
 
-from domain import order, product
+from domain import order, product, review
 from domain.aggregate import AggregateType
 
-AGGREGATES: tuple[AggregateType, ...] = (product.AGGREGATE, order.AGGREGATE)
+AGGREGATES: tuple[AggregateType, ...] = (product.AGGREGATE, order.AGGREGATE, review.AGGREGATE)
 
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls for aggregate in AGGREGATES for cls in aggregate.events

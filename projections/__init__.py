@@ -3,11 +3,16 @@ queries and live topics), registered here, in one place."""
 
 from __future__ import annotations
 
-from projections import orders, products, sales
+from projections import orders, products, ratings, sales
 from projections.base import Projection
 from projections.slice import ReadModel
 
-READ_MODELS: tuple[ReadModel, ...] = (products.READ_MODEL, orders.READ_MODEL, sales.READ_MODEL)
+READ_MODELS: tuple[ReadModel, ...] = (
+    products.READ_MODEL,
+    orders.READ_MODEL,
+    sales.READ_MODEL,
+    ratings.READ_MODEL,
+)
 """Every read model. A new one is a module like `products.py` and one entry here."""
 
 

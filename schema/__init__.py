@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.tools import merge_types
 
-from schema.mutation import Mutation
-from schema.query import Query
+from schema import mutation, query, reviews, subscription
 from schema.scalars import SCALAR_OVERRIDES
-from schema.subscription import Subscription
+
+Query = merge_types("Query", (query.Query, reviews.ReviewQuery))
+Mutation = merge_types("Mutation", (mutation.Mutation, reviews.ReviewMutation))
+Subscription = merge_types("Subscription", (subscription.Subscription, reviews.ReviewSubscription))
 
 
 def build_schema() -> strawberry.Schema:

@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 from domain import order as order_domain
 from domain import product as product_domain
 from eventstore.events import RecordedEvent
+from projections import ratings
 from projections.orders import OrderView
 from projections.products import ProductView
 from schema.scalars import Position
@@ -40,6 +41,16 @@ class Product:
         description="Position of the last event applied to this view."
     )
     updated_at: datetime
+
+    @strawberry.field(description="Average review rating, 1 to 5; null before the first review.")
+    async def rating(self, info: strawberry.Info) -> float | None:
+        view = await ratings.rating(info.context.pool, self.sku)
+        return None if view is None else view.rating
+
+    @strawberry.field(description="How many customers reviewed this product.")
+    async def review_count(self, info: strawberry.Info) -> int:
+        view = await ratings.rating(info.context.pool, self.sku)
+        return 0 if view is None else view.review_count
 
     @classmethod
     def from_view(cls, view: ProductView) -> Product:

@@ -17,6 +17,7 @@ from domain.order import (
     PaymentRefunded,
 )
 from domain.product import InventoryUpdated, ProductRegistered, StockChange
+from domain.review import ReviewPosted
 from domain.upcasters import upcast_order_placed_v1_v2
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -29,6 +30,7 @@ EVENTS: list[DomainEvent] = [
     OrderShipped("o1", NOW),
     OrderCancelled("o1", "why", "c1", NOW),
     PaymentRefunded("o1", Decimal("3.00"), NOW),
+    ReviewPosted("r1", "A", "c1", 5, "fine", NOW),
 ]
 
 

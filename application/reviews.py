@@ -1,0 +1,27 @@
+"""Posting a review: load the review's stream and the product's, decide, append both checks
+(the product exists; one review per customer and product) in one go."""
+
+from __future__ import annotations
+
+from application.handler import CommandHandler, CommandResult, Loaded
+from domain import product, review, values
+from domain.aggregate import DomainEvent
+from domain.errors import NotFound
+from domain.values import Actor
+
+
+async def post_review(
+    handler: CommandHandler, actor: Actor, sku: str, rating: int, comment: str
+) -> CommandResult[review.Review]:
+    values.sku(sku)
+    stream = review.stream_id(review.review_id(sku, actor.id))
+    product_stream = product.stream_id(sku)
+
+    def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
+        if loaded.state(product_stream) is None:
+            raise NotFound(f"no product with sku {sku!r}")
+        command = review.PostReview(sku, rating, comment, actor, handler.clock())
+        return {stream: list(review.decide(command, loaded.state(stream)))}
+
+    executed = await handler.execute(actor, "PostReview", [stream, product_stream], decide)
+    return await handler.with_state(executed, stream)

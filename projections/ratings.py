@@ -1,0 +1,82 @@
+"""Each product's rating from its reviews (how many, and their average): table, evolve, typed
+view, query and live topic."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import asyncpg
+
+from domain.aggregate import DomainEvent
+from domain.review import ReviewPosted
+from eventstore.events import RecordedEvent
+from projections.base import Row, RowProjection
+from projections.slice import LiveTopic, Loader, ReadModel
+
+NAME = "ratings"
+
+
+@dataclass(frozen=True, slots=True)
+class RatingView:
+    sku: str
+    review_count: int
+    rating_sum: int
+    position: int
+
+    @property
+    def rating(self) -> float | None:
+        """The average rating, None before the first review."""
+        return round(self.rating_sum / self.review_count, 2) if self.review_count else None
+
+    @classmethod
+    def of(cls, row: asyncpg.Record | dict[str, Any]) -> RatingView:
+        return cls(row["sku"], row["review_count"], row["rating_sum"], row["position"])
+
+
+class RatingsProjection(RowProjection):
+    name: ClassVar[str] = NAME
+    version: ClassVar[int] = 1
+    views: ClassVar[tuple[str, ...]] = ("product_ratings",)
+    table: ClassVar[str] = "product_ratings"
+    key: ClassVar[str] = "sku"
+    columns: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("sku", "text"),
+        ("review_count", "integer NOT NULL"),
+        ("rating_sum", "integer NOT NULL"),
+        ("position", "bigint NOT NULL"),
+    )
+
+    def key_of(self, event: DomainEvent) -> str | None:
+        return event.sku if isinstance(event, ReviewPosted) else None
+
+    def evolve(self, row: Row | None, event: DomainEvent, recorded: RecordedEvent) -> Row | None:
+        assert isinstance(event, ReviewPosted)
+        count, total = (row["review_count"], row["rating_sum"]) if row else (0, 0)
+        return {
+            "sku": event.sku,
+            "review_count": count + 1,
+            "rating_sum": total + event.rating,
+            "position": recorded.position,
+        }
+
+
+async def rating(pool: asyncpg.Pool, sku: str) -> RatingView | None:
+    row = await pool.fetchrow("SELECT * FROM readmodel.product_ratings WHERE sku = $1", sku)
+    return None if row is None else RatingView.of(row)
+
+
+def _by_sku(pool: asyncpg.Pool) -> Loader:
+    async def load(skus: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
+        rows = await pool.fetch(
+            "SELECT * FROM readmodel.product_ratings WHERE sku = any($1::text[])", list(skus)
+        )
+        return [(r["sku"], RatingView.of(r)) for r in rows]
+
+    return load
+
+
+BY_SKU = LiveTopic("rating by sku", _by_sku)
+
+READ_MODEL = ReadModel(RatingsProjection(), (BY_SKU,))

@@ -1,0 +1,102 @@
+"""Reviews in the API: `postReview`, the `productRating` query and live view, and `rating` /
+`reviewCount` on Product (schema/types.py). Merged into the root types in schema/__init__.py."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from application.reviews import post_review
+from domain import values
+from projections import ratings
+from schema.context import Info
+from schema.query import given
+from schema.scalars import Position
+from schema.sharing import shared
+from schema.types import DomainEvent
+
+
+@strawberry.type
+class ProductRating:
+    sku: str
+
+    @strawberry.field(description="Stable key for client caches: the sku.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(f"rating:{self.sku}")
+
+    rating: float | None = strawberry.field(description="Average of 1 to 5; null: no review yet.")
+    review_count: int
+    position: Position
+
+    @classmethod
+    def of(cls, sku: str, view: ratings.RatingView | None) -> ProductRating:
+        if view is None:
+            return cls(sku=sku, rating=None, review_count=0, position=0)
+        return cls(
+            sku=sku, rating=view.rating, review_count=view.review_count, position=view.position
+        )
+
+
+@strawberry.type
+class ReviewPayload:
+    review_id: strawberry.ID
+    position: Position
+    events: list[DomainEvent]
+    sku: strawberry.Private[str]
+
+    @strawberry.field(description="The product's rating as of position (read your own write).")
+    async def rating(self, info: Info) -> ProductRating:
+        await info.context.at_least(ratings.NAME, self.position)
+        return ProductRating.of(self.sku, await ratings.rating(info.context.pool, self.sku))
+
+
+@strawberry.type
+class ReviewMutation:
+    @strawberry.mutation(
+        description=(
+            "A customer rates a product they may buy, 1 to 5, once (ALREADY_EXISTS after);"
+            " NOT_FOUND for an unknown sku."
+        )
+    )
+    async def post_review(
+        self, info: Info, sku: str, rating: int, comment: str = ""
+    ) -> ReviewPayload:
+        result = await post_review(
+            info.context.shop.handler, info.context.actor, sku, rating, comment
+        )
+        return ReviewPayload(
+            review_id=strawberry.ID(result.state.review_id),
+            position=result.position,
+            events=[DomainEvent.from_recorded(e) for e in result.events],
+            sku=result.state.sku,
+        )
+
+
+@strawberry.type
+class ReviewQuery:
+    @strawberry.field(description="Any signed-in user.")
+    async def product_rating(
+        self, info: Info, sku: str, at_least: Position | None = strawberry.UNSET
+    ) -> ProductRating:
+        info.context.require_user()
+        values.sku(sku)
+        await info.context.at_least(ratings.NAME, given(at_least))
+        return ProductRating.of(sku, await ratings.rating(info.context.pool, sku))
+
+
+@strawberry.type
+class ReviewSubscription:
+    @strawberry.subscription(description="Live rating of one product: any signed-in user.")
+    @shared("role")
+    async def product_rating(self, info: Info, sku: str) -> AsyncGenerator[ProductRating, None]:
+        info.context.require_user()
+        values.sku(sku)
+        live = info.context.services.live
+        first = await ratings.rating(info.context.pool, sku)
+        if first is None:
+            yield ProductRating.of(sku, None)
+        async with contextlib.aclosing(live.watch(ratings.BY_SKU, sku, first)) as views:
+            async for view in views:
+                yield ProductRating.of(sku, view)
