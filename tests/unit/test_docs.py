@@ -1,0 +1,53 @@
+"""docs/extending.md against the code: every file it names exists, and the registries it
+says a feature is added to do hold the worked example (product reviews)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from domain import review
+from domain.registry import AGGREGATES
+from projections import READ_MODELS, ratings
+from schema import Mutation, Query, Subscription
+from schema.sharing import SHARED
+
+ROOT = Path(__file__).parents[2]
+GUIDE = (ROOT / "docs" / "extending.md").read_text()
+
+
+def test_every_file_the_guide_names_exists() -> None:
+    named = set(re.findall(r"`((?:[a-z_]+/)+[a-z_]+\.(?:py|md))`", GUIDE))
+    assert len(named) > 15
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing
+
+
+def test_the_registries_hold_the_worked_example() -> None:
+    assert review.AGGREGATE in AGGREGATES
+    assert ratings.READ_MODEL in READ_MODELS
+    fields = {
+        name: {f.python_name for f in root.__strawberry_definition__.fields}
+        for name, root in (("query", Query), ("mutation", Mutation), ("subscription", Subscription))
+    }
+    assert "product_rating" in fields["query"] and "post_review" in fields["mutation"]
+    assert "product_rating" in fields["subscription"] and SHARED["productRating"] == "role"
+
+
+def test_the_files_changed_outside_the_feature_are_as_few_as_the_guide_says() -> None:
+    """Outside its own modules, only the files the guide lists know the feature exists."""
+    listed = GUIDE.rsplit("outside its own modules and tests:", 1)[1]
+    outside = set(re.findall(r"`([a-z_/]+\.py)`", listed))
+    own = {"domain/review.py", "application/reviews.py", "projections/ratings.py",
+           "schema/reviews.py"}  # fmt: skip
+    mentions = re.compile(r"^(?:from|import) [^\n]*\b(?:review|reviews|ratings)\b", re.MULTILINE)
+    packages = ("support", "domain", "eventstore", "projections", "application", "schema",
+                "transport", "eventgraph")  # fmt: skip
+    knowing = {
+        str(path.relative_to(ROOT))
+        for package in packages
+        for path in (ROOT / package).rglob("*.py")
+        if mentions.search(path.read_text())
+    }
+    assert knowing - own == outside
+    assert len(outside) <= 5
