@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from schema import mutation, query, reviews, subscription
-from schema.scalars import SCALAR_OVERRIDES
+from schema.scalars import SCALARS
 
 Query = merge_types("Query", (query.Query, reviews.ReviewQuery))
 Mutation = merge_types("Mutation", (mutation.Mutation, reviews.ReviewMutation))
@@ -17,5 +18,8 @@ def build_schema() -> strawberry.Schema:
     """Requests run through `schema.executor.Executor`, which caches parsing and validation
     (with the caps of `schema.limits`) per document."""
     return strawberry.Schema(
-        query=Query, mutation=Mutation, subscription=Subscription, scalar_overrides=SCALAR_OVERRIDES
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(scalar_map=SCALARS),
     )

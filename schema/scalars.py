@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 from domain.errors import InvalidInput
 from domain.values import DECIMAL
@@ -38,29 +39,10 @@ def _parse_position(value: Any) -> int:
     return value
 
 
-DecimalScalar = strawberry.scalar(
-    Decimal,
-    name="Decimal",
-    description=(
-        'Exact decimal number serialized as a string, e.g. "19.99". Money is never a float.'
-    ),
-    serialize=str,
-    parse_value=_parse_decimal,
-)
-
 if TYPE_CHECKING:
     Position = int
 else:
-    Position = strawberry.scalar(
-        NewType("Position", int),
-        name="Position",
-        description=(
-            "A position in the global event log: a JSON number, 1-based, increasing,"
-            " exact up to 2^53."
-        ),
-        serialize=int,
-        parse_value=_parse_position,
-    )
+    Position = NewType("Position", int)
 
 
 def _parse_datetime(value: Any) -> datetime:
@@ -73,12 +55,29 @@ def _parse_datetime(value: Any) -> datetime:
     return parsed
 
 
-DateTimeScalar = strawberry.scalar(
-    datetime,
-    name="DateTime",
-    description="ISO-8601 date-time with time zone.",
-    serialize=datetime.isoformat,
-    parse_value=_parse_datetime,
-)
-
-SCALAR_OVERRIDES: dict[object, Any] = {Decimal: DecimalScalar, datetime: DateTimeScalar}
+SCALARS: dict[object, ScalarDefinition] = {
+    Decimal: strawberry.scalar(
+        name="Decimal",
+        description=(
+            'Exact decimal number serialized as a string, e.g. "19.99". Money is never a float.'
+        ),
+        serialize=str,
+        parse_value=_parse_decimal,
+    ),
+    Position: strawberry.scalar(
+        name="Position",
+        description=(
+            "A position in the global event log: a JSON number, 1-based, increasing,"
+            " exact up to 2^53."
+        ),
+        serialize=int,
+        parse_value=_parse_position,
+    ),
+    datetime: strawberry.scalar(
+        name="DateTime",
+        description="ISO-8601 date-time with time zone.",
+        serialize=datetime.isoformat,
+        parse_value=_parse_datetime,
+    ),
+}
+"""The contract's scalars, for `StrawberryConfig(scalar_map=...)`."""
