@@ -19,7 +19,7 @@ from schema.context import Services
 
 async def bench_product(request: Request) -> JSONResponse:
     """The same read as the `product` query, with no GraphQL: the baseline of bench/."""
-    services: Services = request.app.state.services
+    services: Services = request.app.state.transport.ready.services
     view = await products.product(services.pool, request.query_params.get("sku", ""))
     if view is None:
         return JSONResponse({"product": None})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,21 +23,36 @@ from schema.context import Services
 from schema.cursors import Cursors
 from schema.executor import Executor
 from transport.http import graphql_http
-from transport.multiplex import Multiplexer
+from transport.state import Serving, TransportState
 from transport.ws import graphql_ws
 
 
+@dataclass
+class AppState:
+    """Everything the application keeps, typed: `app.state.host` and `app.state.transport`."""
+
+    settings: Settings
+    transport: TransportState
+    runtime: Runtime | None = None
+
+
+def host_state(app: Starlette) -> AppState:
+    state: AppState = app.state.host
+    return state
+
+
 async def healthz(request: Request) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
+    runtime = host_state(request.app).runtime
+    assert runtime is not None
     async with runtime.pool.acquire() as conn:
         await conn.fetchval("SELECT 1")
     return JSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
-    settings: Settings = request.app.state.settings
-    report = await readiness(runtime, settings.max_lag_events)
+    state = host_state(request.app)
+    assert state.runtime is not None
+    report = await readiness(state.runtime, state.settings.max_lag_events)
     return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
 
@@ -57,23 +72,23 @@ def create_app(
         ) as runtime:
             live = LiveViews(runtime.pool, runtime.watch, READ_MODELS)
             live.start()
-            app.state.runtime = runtime
-            app.state.settings = settings
-            app.state.tokens = TokenVerifier(
-                jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer
+            state.runtime = runtime
+            state.transport.serving = Serving(
+                executor=Executor(build_schema()),
+                tokens=TokenVerifier(
+                    jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer
+                ),
+                services=Services(
+                    shop=Shop(runtime.store),
+                    store=runtime.store,
+                    pool=runtime.pool,
+                    watch=runtime.watch,
+                    cursors=Cursors(jwt_secret),
+                    read_wait_seconds=settings.read_wait_seconds,
+                    live=live,
+                    log_signal=runtime.log_signal,
+                ),
             )
-            app.state.services = Services(
-                shop=Shop(runtime.store),
-                store=runtime.store,
-                pool=runtime.pool,
-                watch=runtime.watch,
-                cursors=Cursors(jwt_secret),
-                read_wait_seconds=settings.read_wait_seconds,
-                live=live,
-                log_signal=runtime.log_signal,
-            )
-            app.state.schema = build_schema()
-            app.state.executor = Executor(app.state.schema)
             try:
                 yield
             finally:
@@ -85,9 +100,8 @@ def create_app(
         Route("/graphql", graphql_http, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws),
     ]
+    state = AppState(settings, TransportState(settings.max_connections_per_user))
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.sessions = set()
-    app.state.connections_per_user = Counter()
-    app.state.max_connections_per_user = settings.max_connections_per_user
-    app.state.multiplexer = Multiplexer()
+    app.state.host = state
+    app.state.transport = state.transport
     return app

@@ -71,7 +71,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             timeout_graceful_shutdown=10,
             ws_max_size=MAX_MESSAGE_BYTES,
         )
-        DrainingServer(config, app.state.sessions).run()
+        DrainingServer(config, app.state.transport.sessions).run()
     return 0
 
 

@@ -17,9 +17,9 @@ from starlette.responses import JSONResponse, Response
 from application.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
-from schema.executor import Executor
 from schema.limits import MAX_VARIABLES_DEPTH, too_deep
 from schema.results import payload
+from transport.state import transport_state
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -97,8 +97,8 @@ async def graphql_http(request: Request) -> Response:
         return _error(400, params)
     query, variables, operation_name = params
 
-    state = request.app.state
-    executor: Executor = state.executor
+    state = transport_state(request.app).ready
+    executor = state.executor
     prepared = executor.prepare(query)
     if prepared.document is None:
         return ORJSONResponse({"data": None, "errors": [format_error(e) for e in prepared.errors]})

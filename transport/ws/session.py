@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections import Counter
 from collections.abc import AsyncIterator, Collection, Hashable
 from typing import Any, ClassVar, TypedDict
 
@@ -27,7 +26,7 @@ from schema.executor import Executor
 from schema.limits import too_deep
 from schema.results import as_graphql_error, payload
 from schema.sharing import SHARED
-from transport.multiplex import Multiplexer
+from transport.state import transport_state
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +79,11 @@ class Session(ABC):
 
     def __init__(self, websocket: WebSocket) -> None:
         self.ws = websocket
-        state = websocket.app.state
-        self.executor: Executor = state.executor
-        self.tokens: TokenVerifier = state.tokens
-        self.services = state.services
+        self.state = transport_state(websocket.app)
+        serving = self.state.ready
+        self.executor: Executor = serving.executor
+        self.tokens: TokenVerifier = serving.tokens
+        self.services = serving.services
         self.principal: Principal | None = None
         self.counted: str | None = None
         """The user this connection counts against in the per-user cap, once accepted."""
@@ -110,7 +110,7 @@ class Session(ABC):
 
     async def run(self) -> None:
         expiry: asyncio.Task[None] | None = None
-        sessions: set[Session] = self.ws.app.state.sessions
+        sessions = self.state.sessions
         sessions.add(self)
         try:
             async with asyncio.timeout(INIT_TIMEOUT):
@@ -128,7 +128,7 @@ class Session(ABC):
         finally:
             sessions.discard(self)
             if self.counted is not None:
-                per_user: Counter[str] = self.ws.app.state.connections_per_user
+                per_user = self.state.connections_per_user
                 per_user[self.counted] -= 1
                 if per_user[self.counted] <= 0:
                     del per_user[self.counted]
@@ -185,8 +185,8 @@ class Session(ABC):
         except AuthError as exc:
             await self.refused(str(exc))
             raise Close(4403, "Forbidden") from None
-        per_user: Counter[str] = self.ws.app.state.connections_per_user
-        if per_user[self.principal.sub] >= self.ws.app.state.max_connections_per_user:
+        per_user = self.state.connections_per_user
+        if per_user[self.principal.sub] >= self.state.max_connections_per_user:
             self.principal = None
             raise Close(1008, "Too many connections for this user")
         per_user[self.principal.sub] += 1
@@ -321,7 +321,7 @@ class Session(ABC):
         variables: Any,
         operation_name: Any,
     ) -> None:
-        multiplexer: Multiplexer = self.ws.app.state.multiplexer
+        multiplexer = self.state.multiplexer
         member = multiplexer.join(
             key, lambda: self.executor.subscribe(document, context, variables, operation_name)
         )
