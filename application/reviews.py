@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from application.commands import Command
 from application.handler import CommandHandler, CommandResult, Loaded
 from domain import product, review, values
 from domain.aggregate import DomainEvent
@@ -10,9 +13,16 @@ from domain.errors import NotFound
 from domain.values import Actor
 
 
-async def post_review(
-    handler: CommandHandler, actor: Actor, sku: str, rating: int, comment: str
-) -> CommandResult[review.Review]:
+@dataclass(frozen=True)
+class PostReview(Command[review.Review]):
+    actor: Actor
+    sku: str
+    rating: int
+    comment: str = ""
+
+
+async def post_review(handler: CommandHandler, command: PostReview) -> CommandResult[review.Review]:
+    actor, sku, rating, comment = command.actor, command.sku, command.rating, command.comment
     values.sku(sku)
     stream = review.stream_id(review.review_id(sku, actor.id))
     product_stream = product.stream_id(sku)

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import strawberry
 
+from application import commands
 from application.handler import CommandResult
 from domain import ids
 from domain import order as order_domain
@@ -90,14 +91,16 @@ class Mutation:
     async def register_product(
         self, info: Info, sku: str, name: str, unit_price: Decimal, initial_stock: int = 0
     ) -> ProductPayload:
-        result = await info.context.shop.register_product(
-            info.context.actor, sku, name, unit_price, initial_stock
+        result = await info.context.shop.handle(
+            commands.RegisterProduct(info.context.actor, sku, name, unit_price, initial_stock)
         )
         return ProductPayload.of(result)
 
     @strawberry.mutation(description="Staff only. quantity > 0.")
     async def restock_product(self, info: Info, sku: str, quantity: int) -> ProductPayload:
-        result = await info.context.shop.restock_product(info.context.actor, sku, quantity)
+        result = await info.context.shop.handle(
+            commands.RestockProduct(info.context.actor, sku, quantity)
+        )
         return ProductPayload.of(result)
 
     @strawberry.mutation(
@@ -114,10 +117,12 @@ class Mutation:
         lines: list[OrderLineInput],
         idempotency_key: str | None = strawberry.UNSET,
     ) -> OrderPayload:
-        result = await info.context.shop.place_order(
-            info.context.actor,
-            [(line.sku, line.quantity) for line in lines],
-            given(idempotency_key),
+        result = await info.context.shop.handle(
+            commands.PlaceOrder(
+                info.context.actor,
+                [(line.sku, line.quantity) for line in lines],
+                given(idempotency_key),
+            )
         )
         return OrderPayload.of(result)
 
@@ -133,15 +138,19 @@ class Mutation:
         amount: Decimal,
         idempotency_key: str | None = strawberry.UNSET,
     ) -> OrderPayload:
-        result = await info.context.shop.pay_order(
-            info.context.actor, ids.order_id(order_id), amount, given(idempotency_key)
+        result = await info.context.shop.handle(
+            commands.PayOrder(
+                info.context.actor, ids.order_id(order_id), amount, given(idempotency_key)
+            )
         )
         return OrderPayload.of(result)
 
     @strawberry.mutation(description="Staff only. PAID -> SHIPPED; reserved stock leaves onHand.")
     async def ship_order(self, info: Info, order_id: strawberry.ID) -> OrderPayload:
         return OrderPayload.of(
-            await info.context.shop.ship_order(info.context.actor, ids.order_id(order_id))
+            await info.context.shop.handle(
+                commands.ShipOrder(info.context.actor, ids.order_id(order_id))
+            )
         )
 
     @strawberry.mutation(
@@ -151,7 +160,7 @@ class Mutation:
         )
     )
     async def cancel_order(self, info: Info, order_id: strawberry.ID, reason: str) -> OrderPayload:
-        result = await info.context.shop.cancel_order(
-            info.context.actor, ids.order_id(order_id), reason
+        result = await info.context.shop.handle(
+            commands.CancelOrder(info.context.actor, ids.order_id(order_id), reason)
         )
         return OrderPayload.of(result)

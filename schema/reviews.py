@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from application.reviews import post_review
+from application.reviews import PostReview
 from domain import values
 from projections import ratings
 from schema.context import Info
@@ -63,9 +63,8 @@ class ReviewMutation:
     async def post_review(
         self, info: Info, sku: str, rating: int, comment: str = ""
     ) -> ReviewPayload:
-        result = await post_review(
-            info.context.shop.handler, info.context.actor, sku, rating, comment
-        )
+        command = PostReview(info.context.actor, sku, rating, comment)
+        result = await info.context.shop.handle(command)
         return ReviewPayload(
             review_id=strawberry.ID(result.state.review_id),
             position=result.position,

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from application import commands
 from application.shop import Shop
 from domain.errors import InsufficientStock
 from domain.upcasters import UPCASTERS
@@ -26,24 +27,34 @@ def shop(store: EventStore) -> Shop:
 
 async def test_a_stale_cached_state_never_wrongly_refuses_or_oversells(store: EventStore) -> None:
     a, b = shop(store), shop(store)
-    await a.register_product(STAFF, "HOT", "Hot", "1.00", 2)
-    await a.place_order(Actor("c1", "customer"), [("HOT", 2)])  # a caches: 0 available
-    await b.restock_product(STAFF, "HOT", 5)  # b moves the stream on behind a's back
-    placed = await a.place_order(Actor("c2", "customer"), [("HOT", 5)])  # must see the restock
+    await a.handle(commands.RegisterProduct(STAFF, "HOT", "Hot", "1.00", 2))
+    await a.handle(
+        commands.PlaceOrder(Actor("c1", "customer"), [("HOT", 2)])
+    )  # a caches: 0 available
+    await b.handle(
+        commands.RestockProduct(STAFF, "HOT", 5)
+    )  # b moves the stream on behind a's back
+    placed = await a.handle(
+        commands.PlaceOrder(Actor("c2", "customer"), [("HOT", 5)])
+    )  # must see the restock
     assert placed.state.total == 5
     with pytest.raises(InsufficientStock):
-        await b.place_order(Actor("c3", "customer"), [("HOT", 1)])  # b's cache is stale too
+        await b.handle(
+            commands.PlaceOrder(Actor("c3", "customer"), [("HOT", 1)])
+        )  # b's cache is stale too
     events = await store.read_stream("product-HOT")
     assert [(e.data["onHand"], e.data["reserved"]) for e in events[1:]] == [(2, 2), (7, 2), (7, 7)]
 
 
 async def test_two_handlers_racing_on_one_product_never_oversell(store: EventStore) -> None:
     handlers = [shop(store), shop(store)]
-    await handlers[0].register_product(STAFF, "RACE", "Race", "1.00", 40)
+    await handlers[0].handle(commands.RegisterProduct(STAFF, "RACE", "Race", "1.00", 40))
 
     async def buy(i: int) -> bool:
         try:
-            await handlers[i % 2].place_order(Actor(f"c{i}", "customer"), [("RACE", 3)])
+            await handlers[i % 2].handle(
+                commands.PlaceOrder(Actor(f"c{i}", "customer"), [("RACE", 3)])
+            )
             return True
         except InsufficientStock:
             return False

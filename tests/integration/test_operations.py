@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from application import commands
 from application.idempotency import Conflict
 from application.shop import Shop
 from domain.ids import OrderId
@@ -54,7 +55,7 @@ async def poisoned(runtime: Runtime) -> int:
     shop = Shop(runtime.store)
     await register_catalogue(shop)
     bad = await runtime.store.append({"product-GHOST": (ANY, [GHOST])})
-    await shop.restock_product(STAFF, SKUS[0], 5)
+    await shop.handle(commands.RestockProduct(STAFF, SKUS[0], 5))
     await wait_for(lambda: _failed(runtime.pool, "products"))
     return bad.last_position
 
@@ -236,7 +237,7 @@ async def test_a_log_with_non_canonical_ids_from_an_earlier_version_reads_canoni
         # The command side reads the same log: the cancelled order's stock was released.
         customer = Actor("ann", "customer")
         with pytest.raises(Exception, match="cannot be cancelled"):
-            await shop.cancel_order(customer, OrderId(cancelled_id), "again")
+            await shop.handle(commands.CancelOrder(customer, OrderId(cancelled_id), "again"))
 
 
 async def test_the_log_is_append_only_for_the_service_role(clean_db: str) -> None:
@@ -324,7 +325,7 @@ async def test_a_key_stored_by_the_previous_version_still_replays(clean_db: str)
         shop = Shop(runtime.store)
         await register_catalogue(shop)
         ann = Actor("ann", "customer")
-        first = await shop.place_order(ann, [(SKUS[0], 1)])
+        first = await shop.handle(commands.PlaceOrder(ann, [(SKUS[0], 1)]))
         await runtime.pool.execute(
             "INSERT INTO eventgraph.idempotency_keys (key, positions, streams, versions)"
             " VALUES ($1, $2, $3, $4)",
@@ -333,8 +334,8 @@ async def test_a_key_stored_by_the_previous_version_still_replays(clean_db: str)
             [f"order-{first.state.order_id}", f"product-{SKUS[0]}"],
             [1, 2],
         )
-        again = await shop.place_order(ann, [(SKUS[0], 1)], "retry-1")
+        again = await shop.handle(commands.PlaceOrder(ann, [(SKUS[0], 1)], "retry-1"))
         assert again.replayed and again.state.order_id == first.state.order_id
         # but not for an order of other products: the old key had no fingerprint to compare
         with pytest.raises(Conflict):
-            await shop.place_order(ann, [(SKUS[1], 1)], "retry-1")
+            await shop.handle(commands.PlaceOrder(ann, [(SKUS[1], 1)], "retry-1"))
