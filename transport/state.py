@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from application.auth import TokenVerifier
 from schema.context import Services
@@ -17,7 +17,11 @@ from transport.multiplex import Multiplexer
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from transport.ws.session import Session
+
+class OpenSession(Protocol):
+    """A WebSocket session, as shutdown sees it."""
+
+    async def drain(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class Serving:
 @dataclass
 class TransportState:
     max_connections_per_user: int
-    sessions: set[Session] = field(default_factory=set)
+    sessions: set[OpenSession] = field(default_factory=set)
     connections_per_user: Counter[str] = field(default_factory=Counter)
     multiplexer: Multiplexer = field(default_factory=Multiplexer)
     serving: Serving | None = None

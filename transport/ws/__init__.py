@@ -10,6 +10,7 @@ import contextlib
 
 from starlette.websockets import WebSocket
 
+from transport.state import OpenSession
 from transport.ws.legacy_ws import LegacyWsSession
 from transport.ws.session import MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS, Session
 from transport.ws.transport_ws import TransportWsSession
@@ -33,7 +34,7 @@ async def graphql_ws(websocket: WebSocket) -> None:
     await PROTOCOLS[protocol](websocket).run()
 
 
-async def drain_sessions(sessions: set[Session], seconds: float = 3.0) -> None:
+async def drain_sessions(sessions: set[OpenSession], seconds: float = 3.0) -> None:
     if sessions:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
