@@ -1,4 +1,4 @@
-"""The command handler: load the streams a command touches (from the cache, a snapshot and
+"""(Long on purpose: the one loop every command goes through.) The command handler: load the streams a command touches (from the cache, a snapshot and
 the events after it), decide, check the decision's integrity, append with the expected
 versions and the idempotency key; on a version conflict reload and decide again, a bounded
 number of times, then CONFLICT."""

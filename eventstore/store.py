@@ -1,4 +1,5 @@
-"""The event log on PostgreSQL."""
+"""The event log on PostgreSQL: append, the reads (commit-safe, by stream, by position), snapshots
+and idempotency lookups. Long on purpose: the log's one API, each method a short query."""
 
 from __future__ import annotations
 

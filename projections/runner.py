@@ -1,4 +1,4 @@
-"""The projector: one loop per projection that reads the log after its checkpoint, in
+"""(Long on purpose: leading, stepping and failing belong together.) The projector: one loop per projection that reads the log after its checkpoint, in
 commit-safe order, and applies it in batches, moving the checkpoint in the same transaction.
 
 Exactly one process applies a projection at a time: the loop holds a session advisory lock

@@ -1,4 +1,5 @@
-"""What both WebSocket protocols share: a session's life (init and auth within a deadline,
+"""(Long on purpose: one session's whole life, which every protocol shares.) What both
+WebSocket protocols share: a session's life (init and auth within a deadline,
 the per-user cap, the token's expiry, draining on shutdown), reading frames, and running an
 operation (a query, a live view shared with identical subscribers, or the events feed).
 
