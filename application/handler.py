@@ -1,7 +1,9 @@
-"""(Long on purpose: the one loop every command goes through.) The command handler: load the streams a command touches (from the cache, a snapshot and
+"""The command handler: load the streams a command touches (from the cache, a snapshot and
 the events after it), decide, check the decision's integrity, append with the expected
 versions and the idempotency key; on a version conflict reload and decide again, a bounded
-number of times, then CONFLICT."""
+number of times, then CONFLICT.
+
+Long on purpose: the one loop every command goes through.."""
 
 from __future__ import annotations
 

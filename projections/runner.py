@@ -1,10 +1,12 @@
-"""(Long on purpose: leading, stepping and failing belong together.) The projector: one loop per projection that reads the log after its checkpoint, in
+"""The projector: one loop per projection that reads the log after its checkpoint, in
 commit-safe order, and applies it in batches, moving the checkpoint in the same transaction.
 
 Exactly one process applies a projection at a time: the loop holds a session advisory lock
 on its own connection for as long as it leads, and does every apply transaction on that
 connection. If the connection dies, Postgres drops the lock and rolls back the transaction in
-flight together, and a standby (polling for the lock) takes over from the last checkpoint."""
+flight together, and a standby (polling for the lock) takes over from the last checkpoint.
+
+Long on purpose: leading, stepping and failing belong together.."""
 
 from __future__ import annotations
 
