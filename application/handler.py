@@ -3,7 +3,7 @@ the events after it), decide, check the decision's integrity, append with the ex
 versions and the idempotency key; on a version conflict reload and decide again, a bounded
 number of times, then CONFLICT.
 
-Long on purpose: the one loop every command goes through.."""
+Long on purpose: the one loop every command goes through."""
 
 from __future__ import annotations
 

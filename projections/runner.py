@@ -6,7 +6,7 @@ on its own connection for as long as it leads, and does every apply transaction 
 connection. If the connection dies, Postgres drops the lock and rolls back the transaction in
 flight together, and a standby (polling for the lock) takes over from the last checkpoint.
 
-Long on purpose: leading, stepping and failing belong together.."""
+Long on purpose: leading, stepping and failing belong together."""
 
 from __future__ import annotations
 
