@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -114,60 +115,58 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report["ready"] else 1
 
 
-def park(args: argparse.Namespace, settings: Settings) -> int:
-    import getpass
-
-    from projections.operations import ParkRefused, park
+def _on_connection(
+    settings: Settings, command: str, act: Callable[[asyncpg.Connection], Awaitable[str]]
+) -> int:
+    """Run `act` on one connection and print what it says; a refusal (exit 1) or an
+    unmigrated database (exit 2) is one line on stderr."""
+    from projections.operations import ParkRefused
 
     async def run(dsn: str) -> int:
         conn = await asyncpg.connect(dsn)
         try:
-            done = await park(conn, args.projection, args.position, args.reason, args.by)
+            print(await act(conn))
         except ParkRefused as exc:
-            print(f"eventgraph park: refused: {exc}", file=sys.stderr)
+            print(f"eventgraph {command}: refused: {exc}", file=sys.stderr)
             return 1
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
             print("the database is not migrated: run `eventgraph migrate`", file=sys.stderr)
             return 2
         finally:
             await conn.close()
+        return 0
+
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        return asyncio.run(run(dsn))
+
+
+def park(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from projections.operations import park
+
+    async def act(conn: asyncpg.Connection) -> str:
+        done = await park(conn, args.projection, args.position, args.reason, args.by)
         then = "it resumes now" if done.resumed else "it will pass over it when it gets there"
-        print(
+        return (
             f"parked {done.event_type} at position {done.position} (stream {done.stream_id})"
             f" for {done.projection}: {then}; rebuilds pass over it too"
         )
-        return 0
 
     if args.by is None:
         try:
             args.by = getpass.getuser()
         except (KeyError, OSError):
             args.by = "operator"
-    with database_url(settings.database_url, settings.data_dir) as dsn:
-        return asyncio.run(run(dsn))
+    return _on_connection(settings, "park", act)
 
 
 def resume(args: argparse.Namespace, settings: Settings) -> int:
-    from projections.operations import ParkRefused, resume
+    from projections.operations import resume
 
-    async def run(dsn: str) -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            stopped = await resume(conn, args.projection)
-        except ParkRefused as exc:
-            print(f"eventgraph resume: {exc}", file=sys.stderr)
-            return 1
-        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
-            print("the database is not migrated: run `eventgraph migrate`", file=sys.stderr)
-            return 2
-        finally:
-            await conn.close()
-        print(
-            f"{args.projection} goes on from its checkpoint"
-            if stopped
-            else f"{args.projection} had not stopped"
-        )
-        return 0
+    async def act(conn: asyncpg.Connection) -> str:
+        stopped = await resume(conn, args.projection)
+        name = args.projection
+        return f"{name} goes on from its checkpoint" if stopped else f"{name} had not stopped"
 
-    with database_url(settings.database_url, settings.data_dir) as dsn:
-        return asyncio.run(run(dsn))
+    return _on_connection(settings, "resume", act)

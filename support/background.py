@@ -73,3 +73,12 @@ def reconnecting(
             await backoff.wait()
 
     return BackgroundLoop(name, run)
+
+
+async def close_quietly(stream: object) -> None:
+    """Close an async generator (a subscription's stream) whatever state it is in: its own
+    `finally` blocks run, and an error while closing is not the caller's."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

@@ -6,7 +6,6 @@ many subscribe to it; each subscriber keeps only a newest-wins slot of bytes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
@@ -16,6 +15,7 @@ from graphql import ExecutionResult
 
 from schema.errors import format_error
 from schema.results import as_graphql_error, serialised
+from support.background import close_quietly
 from support.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,7 @@ class Shared:
                     if result.errors and result.data is None:
                         break
             finally:
-                aclose = getattr(stream, "aclose", None)
-                if aclose is not None:
-                    with contextlib.suppress(Exception):
-                        await aclose()
+                await close_quietly(stream)
             self._end("complete")
         except asyncio.CancelledError:
             self._end("complete")

@@ -27,6 +27,7 @@ from schema.executor import Executor
 from schema.limits import too_deep
 from schema.results import as_graphql_error, payload
 from schema.sharing import SHARED
+from support.background import close_quietly
 from transport.state import transport_state
 
 log = logging.getLogger(__name__)
@@ -348,7 +349,4 @@ class Session(ABC):
                 if result.errors and result.data is None:
                     return
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            await close_quietly(stream)
