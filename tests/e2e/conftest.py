@@ -1,87 +1,19 @@
-"""A real `eventgraph serve` process on the test database, and HTTP clients for it.
+"""The shared running server of the end-to-end tests, on its own database, and its users.
 
 Tests share the server and its database, so each uses its own skus and customers."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from application.auth import mint_token
-from tests.conftest import fresh_database
+from tests.kit.database import fresh_database
+from tests.kit.server import Api, Server, Users, start_server, stop_server, token
 
-SECRET = "test-secret-" + "x" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _spawn(
-    port: int, database_url: str, tmp: Path, out: Any, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "eventgraph.cli", "serve", "--port", str(port)],
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "EVENTGRAPH_JWT_SECRET": SECRET,
-            "EVENTGRAPH_DATA_DIR": str(tmp / "data"),
-            "EVENTGRAPH_READ_WAIT_SECONDS": "1",
-            **env,
-        },
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def start_server(database_url: str, tmp: Path, **env: str) -> Server:
-    port = free_port()
-    log = tmp / f"server-{port}.log"
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        process = _spawn(port, database_url, tmp, out, env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url, process, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start:\n{log.read_text()}")
-
-
-def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+__all__ = ["Api", "Server", "Users", "start_server", "stop_server", "token"]
 
 
 @pytest.fixture(scope="session")
@@ -100,55 +32,6 @@ def server(server_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     assert not errors, "the server logged errors:\n" + "\n".join(errors[:20])
 
 
-def token(sub: str, role: str = "customer") -> str:
-    return mint_token(SECRET, sub, role)  # type: ignore[arg-type]
-
-
-class Api:
-    """A GraphQL client signed in as one user."""
-
-    def __init__(self, client: httpx.AsyncClient, url: str, bearer: str | None) -> None:
-        self.client, self.url = client, url
-        self.headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-
-    async def raw(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = await self.client.post(
-            self.url + "/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers=self.headers,
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def ok(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = await self.raw(query, variables)
-        assert not body.get("errors"), body["errors"]
-        data: dict[str, Any] = body["data"]
-        return data
-
-    async def error(self, query: str, variables: dict[str, Any] | None = None) -> str:
-        """The code of the single error the request must fail with."""
-        body = await self.raw(query, variables)
-        assert body.get("errors"), f"expected an error, got {body}"
-        codes = {e["extensions"]["code"] for e in body["errors"]}
-        assert len(codes) == 1, body["errors"]
-        return str(codes.pop())
-
-
-@dataclass
-class Users:
-    staff: Api
-    alice: Api
-    bob: Api
-    anonymous: Api
-    client: httpx.AsyncClient
-    url: str
-
-    def customer(self, name: str | None = None) -> Api:
-        return Api(self.client, self.url, token(name or f"c-{uuid.uuid4().hex[:8]}"))
-
-
 @pytest.fixture
 async def users(server: Server) -> AsyncIterator[Users]:
     limits = httpx.Limits(max_connections=64)
@@ -162,7 +45,3 @@ async def users(server: Server) -> AsyncIterator[Users]:
             client=client,
             url=server.url,
         )
-
-
-def new_sku() -> str:
-    return f"SKU-{uuid.uuid4().hex[:10]}"

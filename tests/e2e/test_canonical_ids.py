@@ -11,9 +11,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.e2e.conftest import Users, new_sku, token
-from tests.e2e.test_commands import CANCEL, PAY, SHIP, place, register, stream_events
-from tests.e2e.test_subscriptions import ORDER_SUB, acked
+from tests.kit.documents import CANCEL, PAY, SHIP, place, register, stream_events
+from tests.kit.server import Users, new_sku, token
+from tests.kit.ws import ORDER_SUB, acked
 
 SPELLINGS: dict[str, Callable[[str], str]] = {
     "upper": str.upper,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from application.auth import verify_token
-from tests.e2e.conftest import free_port
+from tests.kit.server import free_port
 
 CONTRACT = Path(__file__).parents[3] / "shared" / "contract" / "schema.graphql"
 

@@ -18,9 +18,9 @@ import jwt
 import pytest
 import websockets
 
-from tests.e2e.conftest import SECRET, Api, Server, Users, new_sku, start_server, stop_server, token
-from tests.e2e.test_commands import CANCEL, PAY, PLACE, REGISTER, place, register, stream_events
-from tests.e2e.test_subscriptions import acked, connect
+from tests.kit.documents import CANCEL, PAY, PLACE, REGISTER, place, register, stream_events
+from tests.kit.server import SECRET, Api, Server, Users, new_sku, start_server, stop_server, token
+from tests.kit.ws import acked, connect
 
 NUL = "\x00"
 

@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 from projections import all_projections
-from tests.e2e.conftest import Users, new_sku
-from tests.e2e.test_commands import CANCEL, PAY, SHIP, place, register
+from tests.kit.documents import CANCEL, PAY, SHIP, place, register
+from tests.kit.server import Users, new_sku
 
 PRODUCT_Q = """query($sku: String!, $at: Position) {
   product(sku: $sku, atLeast: $at) { sku name unitPrice onHand reserved available position updatedAt } }"""

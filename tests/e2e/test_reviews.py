@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Users, new_sku, token
-from tests.e2e.test_commands import register
-from tests.e2e.test_subscriptions import acked
+from tests.kit.documents import register
+from tests.kit.server import Users, new_sku, token
+from tests.kit.ws import acked
 
 POST = """mutation($sku: String!, $rating: Int!, $comment: String!) {
   postReview(sku: $sku, rating: $rating, comment: $comment) {

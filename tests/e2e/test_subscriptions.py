@@ -10,60 +10,17 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.e2e.conftest import Users, new_sku, token
-from tests.e2e.test_commands import PAY, RESTOCK, SHIP, place, register
-
-PRODUCT_SUB = (
-    "subscription($sku: String!) { product(sku: $sku) { sku onHand reserved available position } }"
+from tests.kit.documents import PAY, RESTOCK, SHIP, place, register
+from tests.kit.server import Users, new_sku, token
+from tests.kit.ws import (
+    DASHBOARD_SUB,
+    EVENTS_SUB,
+    MY_ORDERS,
+    ORDER_SUB,
+    PRODUCT_SUB,
+    acked,
+    connect,
 )
-ORDER_SUB = "subscription($id: ID!) { order(id: $id) { id status version position } }"
-MY_ORDERS = "subscription { myOrders { id status position } }"
-DASHBOARD_SUB = "subscription { salesDashboard { ordersPlaced position } }"
-EVENTS_SUB = "subscription($after: Position, $stream: String) { events(after: $after, streamId: $stream) { position streamId streamVersion type } }"
-
-
-class Client:
-    def __init__(self, ws: Any, protocol: str) -> None:
-        self.ws, self.protocol = ws, protocol
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(message))
-
-    async def recv(self, seconds: float = 10) -> dict[str, Any]:
-        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), seconds))
-        return message
-
-    async def subscribe(
-        self, op_id: str, query: str, variables: dict[str, Any] | None = None
-    ) -> None:
-        kind = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
-        await self.send(
-            {"type": kind, "id": op_id, "payload": {"query": query, "variables": variables or {}}}
-        )
-
-    async def next_data(self, op_id: str, seconds: float = 10) -> dict[str, Any]:
-        while True:
-            message = await self.recv(seconds)
-            if message["type"] in ("ka", "ping", "pong"):
-                continue
-            assert message.get("id") == op_id and message["type"] in ("next", "data"), message
-            assert not message["payload"].get("errors"), message
-            data: dict[str, Any] = message["payload"]["data"]
-            return data
-
-
-async def connect(url: str, bearer: str | None, protocol: str = "graphql-transport-ws") -> Client:
-    ws = await websockets.connect(url.replace("http", "ws") + "/graphql", subprotocols=[protocol])
-    client = Client(ws, protocol)
-    payload = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-    await client.send({"type": "connection_init", "payload": payload})
-    return client
-
-
-async def acked(url: str, bearer: str, protocol: str = "graphql-transport-ws") -> Client:
-    client = await connect(url, bearer, protocol)
-    assert (await client.recv())["type"] == "connection_ack"
-    return client
 
 
 @pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
@@ -206,7 +163,7 @@ async def test_my_orders_streams_changes_to_the_viewers_orders(users: Users) -> 
 async def test_a_subscriber_on_one_server_sees_writes_made_through_another(
     users: Users, server_database_url: str, tmp_path: Any
 ) -> None:
-    from tests.e2e.conftest import Api, start_server, stop_server
+    from tests.kit.server import Api, start_server, stop_server
 
     other = start_server(server_database_url, tmp_path)
     try:
@@ -341,9 +298,9 @@ async def test_two_servers_fan_out_through_broadcaster(
     """The first server leads every projection; the second hears of their progress only
     through the fan-out (its own polling is slowed to a minute), so a read-your-writes query
     and a live view on it prove the broadcaster path."""
-    from tests.conftest import fresh_database
-    from tests.e2e.conftest import Api, start_server, stop_server
     from tests.integration.test_fanout import REDIS_URL, redis_available
+    from tests.kit.database import fresh_database
+    from tests.kit.server import Api, start_server, stop_server
 
     if fanout == "redis" and not redis_available():
         pytest.skip("no Redis on 127.0.0.1:6379")
@@ -389,7 +346,7 @@ async def test_sigterm_completes_open_subscriptions_and_exits_promptly(
     import signal
     import time
 
-    from tests.e2e.conftest import start_server
+    from tests.kit.server import start_server
 
     sku = new_sku()
     await register(users, sku, "1.00", 5)
@@ -415,7 +372,7 @@ async def test_sigterm_completes_open_subscriptions_and_exits_promptly(
 
 async def test_an_expiring_token_closes_the_connection(users: Users) -> None:
     from application.auth import mint_token
-    from tests.e2e.conftest import SECRET
+    from tests.kit.server import SECRET
 
     short = mint_token(SECRET, "brief", "customer", ttl_seconds=2)
     client = await acked(users.url, short)

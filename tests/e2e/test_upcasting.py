@@ -8,8 +8,8 @@ import asyncpg
 
 from eventstore.events import NO_STREAM, NewEvent
 from eventstore.store import EventStore, init_connection
-from tests.e2e.conftest import Users, new_sku
-from tests.e2e.test_commands import EVENTS, PAY, register
+from tests.kit.documents import EVENTS, PAY, register
+from tests.kit.server import Users, new_sku
 
 
 async def test_an_order_placed_before_v2_is_upcast_when_read_and_when_paid(

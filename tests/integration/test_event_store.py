@@ -155,7 +155,7 @@ async def test_migrations_are_safe_to_run_twice_and_concurrently(server_url: str
     admin = await asyncpg.connect(server_url)
     await admin.execute(f"CREATE DATABASE {name}")
     try:
-        from tests.conftest import _replace_database
+        from tests.kit.database import replace_database as _replace_database
 
         url = _replace_database(server_url, name)
         conns = [await asyncpg.connect(url) for _ in range(4)]

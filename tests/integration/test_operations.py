@@ -280,7 +280,7 @@ async def test_the_upgrade_retries_a_projection_the_earlier_version_stopped(
     """Migration 0004 sets a projection stopped by the previous version running again: with
     canonical ids it may now apply what stopped it (and if not, it says which event)."""
     from eventstore.migrate import available_migrations, migrate
-    from tests.conftest import _replace_database
+    from tests.kit.database import replace_database as _replace_database
 
     name = f"eventgraph_upgrade_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_url)

@@ -46,8 +46,8 @@ from eventgraph.runtime import shop_upcasters
 from eventstore.store import EventStore, init_connection
 from projections import all_projections
 from projections.base import Projection
-from tests.e2e.conftest import Server, start_server, stop_server, token
-from tests.e2e.test_commands import CANCEL, PAY, PLACE, REGISTER, RESTOCK, SHIP
+from tests.kit.documents import CANCEL, PAY, PLACE, REGISTER, RESTOCK, SHIP
+from tests.kit.server import Server, start_server, stop_server, token
 
 T = TypeVar("T")
 EXAMPLES = int(os.environ.get("EVENTGRAPH_MODEL_EXAMPLES", "12"))
@@ -599,7 +599,7 @@ def caught_up(shared: Shared, seconds: float = 30) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def shared(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     global SHARED
-    from tests.conftest import fresh_database
+    from tests.kit.database import fresh_database
 
     context = fresh_database(server_url)
     loop = asyncio.new_event_loop()

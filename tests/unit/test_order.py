@@ -23,6 +23,7 @@ from domain.order import (
     ShipOrder,
 )
 from domain.values import Actor
+from tests.kit import deciders as kit
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -33,10 +34,7 @@ LINES = (OrderLine("A", 2, Decimal("2.50")), OrderLine("B", 1, Decimal("10.00"))
 
 
 def given(*events: order.OrderEvent) -> order.OrderState:
-    state = order.initial_state
-    for event in events:
-        state = order.evolve(state, event)
-    return state
+    return kit.given(order.evolve, order.initial_state, *events)
 
 
 PLACED = OrderPlaced("o1", "alice", LINES, Decimal("15.00"), NOW)

@@ -27,6 +27,7 @@ from domain.product import (
     StockChange,
 )
 from domain.values import Actor
+from tests.kit import deciders as kit
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 STAFF = Actor("sam", "staff")
@@ -34,10 +35,7 @@ CUSTOMER = Actor("alice", "customer")
 
 
 def given(*events: product.ProductEvent) -> product.ProductState:
-    state = product.initial_state
-    for event in events:
-        state = product.evolve(state, event)
-    return state
+    return kit.given(product.evolve, product.initial_state, *events)
 
 
 def registered(stock: int = 10) -> ProductRegistered:
