@@ -13,12 +13,10 @@ import asyncpg
 
 from eventgraph.config import Settings
 from eventgraph.database import database_url
-from eventstore.migrate import migrate
 
 
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from eventgraph.runtime import create_pool, shop_upcasters
-    from eventstore.store import EventStore
+    from eventgraph.runtime import open_runtime
     from projections import all_projections, by_name
     from projections.rebuild import Progress, RebuildFailed, rebuild
 
@@ -41,17 +39,14 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
         )
 
     async def run(dsn: str) -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        pool = await create_pool(dsn, max_size=4)
-        try:
-            store = EventStore(pool, shop_upcasters())
+        # The same bootstrap as `serve` and `project` (migrations included), without
+        # projectors of its own.
+        async with open_runtime(
+            dsn, run_projectors=False, max_pool=4, broadcast_url=settings.broadcast_url
+        ) as runtime:
             for projection in chosen:
                 try:
-                    done = await rebuild(dsn, store, projection, show)
+                    done = await rebuild(dsn, runtime.store, projection, show)
                 except RebuildFailed as exc:
                     print(f"\n{projection.name}: rebuild failed: {exc}", file=sys.stderr)
                     return 1
@@ -61,8 +56,6 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
                     file=sys.stderr,
                 )
             return 0
-        finally:
-            await pool.close()
 
     with database_url(settings.database_url, settings.data_dir) as dsn:
         return asyncio.run(run(dsn))

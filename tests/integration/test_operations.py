@@ -159,6 +159,9 @@ async def test_the_operator_commands_show_and_park(clean_db: str) -> None:
         report = json.loads(cli("projections", "--json", url=clean_db).stdout)
         assert report["ready"]
         assert report["projections"]["products"]["parked"][0]["parkedBy"] == "kim"
+        rebuilt = cli("rebuild", "products", url=clean_db)
+        assert rebuilt.returncode == 0 and "products: rebuilt" in rebuilt.stderr, rebuilt.stderr
+        assert cli("rebuild", "nope", url=clean_db).returncode == 2
 
 
 def legacy(event_type: str, data: dict[str, Any]) -> NewEvent:
