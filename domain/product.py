@@ -67,9 +67,11 @@ ProductEvent = ProductRegistered | InventoryUpdated
 
 @dataclass(frozen=True, slots=True)
 class RegisterProduct:
+    """As the caller gave it: `decide` checks every value (domain/values.py holds the rules)."""
+
     sku: str
     name: str
-    unit_price: Decimal
+    unit_price: object
     initial_stock: int
     actor: Actor
     at: datetime
