@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-import asyncpg
-
+from application import snapshots
 from application.cache import CachedState, StateCache
 from application.idempotency import Conflict, Idempotency
 from application.locks import StreamLocks
 from domain import integrity, order, registry
 from domain.aggregate import DomainEvent
-from domain.codec import decode, decode_state, encode, encode_state
+from domain.codec import decode, encode
 from domain.errors import DomainError
 from domain.values import Actor
 from eventstore import ids
@@ -53,11 +52,6 @@ class CommandResult(Generic[S]):
     replayed: bool = False
 
 
-SNAPSHOT_TAG = "shop-state-v1"
-"""Names the encoding of snapshot states: change it when a state's shape changes, and the old
-snapshots are simply not used."""
-SNAPSHOT_EVERY = 10
-"""Events after a snapshot (or the stream's start) that make a command save a new one."""
 aggregate_of = registry.of_stream
 
 
@@ -185,7 +179,7 @@ class CommandHandler:
                 for s, events in decided.items():
                     loaded.events[s] += events
                     loaded.since_snapshot[s] += len(events)
-                await self._snapshot(loaded, states, result)
+                await snapshots.save_due(self.store, loaded.since_snapshot, states, result)
                 for s in streams:
                     version = result.stream_versions.get(s, loaded.versions[s])
                     self._cache.put(s, CachedState(version, states[s], loaded.since_snapshot[s]))
@@ -216,7 +210,7 @@ class CommandHandler:
                 loaded.from_cache = True
         if not missing:
             return loaded
-        found = await self.store.read_streams(missing, SNAPSHOT_TAG)
+        found = await self.store.read_streams(missing, snapshots.SNAPSHOT_TAG)
         for s in missing:
             snapshot, recorded = found[s]
             aggregate = aggregate_of(s)
@@ -224,24 +218,11 @@ class CommandHandler:
             loaded.bases[s] = aggregate.initial
             if snapshot is not None:
                 base_version = snapshot.version
-                loaded.bases[s] = decode_state(aggregate.state_type, snapshot.state)
+                loaded.bases[s] = snapshots.state_of(s, snapshot.state)
             loaded.versions[s] = recorded[-1].stream_version if recorded else base_version
             loaded.events[s] = [self.decode(e) for e in recorded]
             loaded.since_snapshot[s] = len(recorded)
         return loaded
-
-    async def _snapshot(self, loaded: Loaded, states: dict[str, Any], result: AppendResult) -> None:
-        """Save the state of streams that have grown long since their last snapshot. Best
-        effort: a snapshot is only ever a shortcut."""
-        for s, count in loaded.since_snapshot.items():
-            if count >= SNAPSHOT_EVERY and states[s] is not None:
-                try:
-                    await self.store.save_snapshot(
-                        s, result.stream_versions[s], SNAPSHOT_TAG, encode_state(states[s])
-                    )
-                    loaded.since_snapshot[s] = 0
-                except (asyncpg.PostgresError, OSError) as exc:
-                    log.warning("could not save a snapshot of %s: %s", s, exc)
 
     @staticmethod
     def _new_event(event: DomainEvent, metadata: dict[str, Any]) -> NewEvent:

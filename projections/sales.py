@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import asyncpg
 import orjson
 
+from domain.aggregate import DomainEvent
 from domain.codec import decode
 from domain.order import (
     OrderCancelled,
@@ -32,6 +33,47 @@ ORDER_EVENTS = {
     "OrderCancelled",
     "PaymentRefunded",
 }
+
+
+def evolve(
+    totals: dict[str, Any],
+    order_lines: dict[str, list[dict[str, Any]]],
+    events: Sequence[tuple[DomainEvent, int]],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]]]:
+    """Fold (event, position) pairs into the dashboard's `totals` and the known orders' lines,
+    in place: pure, as every read model's evolve. Returns the orders placed in this batch
+    (their lines) and the change in units and revenue per sku ([units, revenue, position])."""
+    new_orders: dict[str, list[dict[str, Any]]] = {}
+    sold: dict[str, list[Any]] = {}
+
+    def count_lines(lines: list[dict[str, Any]], sign: int, position: int) -> None:
+        for line in lines:
+            entry = sold.setdefault(line["sku"], [0, Decimal(0), position])
+            entry[0] += sign * line["quantity"]
+            entry[1] += sign * Decimal(line["unitPrice"]) * line["quantity"]
+            entry[2] = position
+
+    for event, position in events:
+        match event:
+            case OrderPlaced():
+                totals["orders_placed"] += 1
+                lines = [line.as_json() for line in event.lines]
+                new_orders[event.order_id] = order_lines[event.order_id] = lines
+                count_lines(lines, +1, position)
+            case PaymentProcessed():
+                totals["orders_paid"] += 1
+                totals["revenue"] += event.amount
+            case OrderShipped():
+                totals["orders_shipped"] += 1
+            case OrderCancelled():
+                totals["orders_cancelled"] += 1
+                if event.order_id not in order_lines:
+                    raise ValueError(f"OrderCancelled at {position}: unknown order")
+                count_lines(order_lines[event.order_id], -1, position)
+            case PaymentRefunded():
+                totals["revenue"] -= event.amount
+        totals["position"] = position
+    return new_orders, sold
 
 
 class SalesProjection:
@@ -77,37 +119,8 @@ class SalesProjection:
                 cancelled_ids,
             )
         }
-        new_orders: dict[str, list[dict[str, Any]]] = {}
-        sold: dict[str, list[Any]] = {}  # sku -> [units, revenue, position]
-
-        def count_lines(lines: list[dict[str, Any]], sign: int, position: int) -> None:
-            for line in lines:
-                entry = sold.setdefault(line["sku"], [0, Decimal(0), position])
-                entry[0] += sign * line["quantity"]
-                entry[1] += sign * Decimal(line["unitPrice"]) * line["quantity"]
-                entry[2] = position
-
-        for recorded in relevant:
-            event = decode(recorded.type, recorded.data, recorded.occurred_at)
-            match event:
-                case OrderPlaced():
-                    totals["orders_placed"] += 1
-                    lines = [line.as_json() for line in event.lines]
-                    new_orders[event.order_id] = order_lines[event.order_id] = lines
-                    count_lines(lines, +1, recorded.position)
-                case PaymentProcessed():
-                    totals["orders_paid"] += 1
-                    totals["revenue"] += event.amount
-                case OrderShipped():
-                    totals["orders_shipped"] += 1
-                case OrderCancelled():
-                    totals["orders_cancelled"] += 1
-                    if event.order_id not in order_lines:
-                        raise ValueError(f"OrderCancelled at {recorded.position}: unknown order")
-                    count_lines(order_lines[event.order_id], -1, recorded.position)
-                case PaymentRefunded():
-                    totals["revenue"] -= event.amount
-            totals["position"] = recorded.position
+        events_at = [(decode(r.type, r.data, r.occurred_at), r.position) for r in relevant]
+        new_orders, sold = evolve(totals, order_lines, events_at)
 
         await conn.execute(
             f"""UPDATE {schema}.sales_totals SET orders_placed = $1, orders_paid = $2,
