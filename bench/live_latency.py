@@ -20,12 +20,9 @@ from application.auth import mint_token
 from bench.common import fresh_database, machine, server
 from bench.http import Connection
 from bench.server import SECRET, running_server
-
-SUB = "subscription($sku: String!) { product(sku: $sku) { reserved position } }"
-REGISTER = """mutation($sku: String!) { registerProduct(sku: $sku, name: "L", unitPrice: "1.00",
-  initialStock: 1000000) { product { sku } } }"""
-PLACE = """mutation($sku: String!) { placeOrder(lines: [{sku: $sku, quantity: 1}]) {
-  events { position streamId } } }"""
+from tests.kit.documents import LEAN_PLACE as PLACE
+from tests.kit.documents import LEAN_PRODUCT_SUB as SUB
+from tests.kit.documents import LEAN_REGISTER as REGISTER
 
 
 async def main(subscribers: int, products: int, rate: float, seconds: float) -> None:
@@ -37,7 +34,9 @@ async def main(subscribers: int, products: int, rate: float, seconds: float) -> 
                 skus = [f"LAT-{i}" for i in range(products)]
                 for sku in skus:
                     await http.post_json(
-                        "/graphql", {"query": REGISTER, "variables": {"sku": sku}}, staff
+                        "/graphql",
+                        {"query": REGISTER, "variables": {"sku": sku, "stock": 1_000_000}},
+                        staff,
                     )
                 arrivals: dict[str, list[list[tuple[int, float]]]] = {s: [] for s in skus}
                 token = mint_token(SECRET, "viewer", "customer")

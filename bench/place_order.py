@@ -17,13 +17,10 @@ from bench.append import DATA, META, RAW_INSERT, RAW_TABLE
 from bench.common import cpu_by_command, cpu_delta, fresh_database, machine, rate, server
 from bench.http import Connection
 from bench.server import SECRET, running_server
+from tests.kit.documents import LEAN_PLACE as PLACE
+from tests.kit.documents import LEAN_REGISTER as REGISTER
 
-PLACE = """mutation($sku: String!) {
-  placeOrder(lines: [{sku: $sku, quantity: 1}]) { orderId position }
-}"""
-REGISTER = """mutation($sku: String!) {
-  registerProduct(sku: $sku, name: "Bench", unitPrice: "9.99", initialStock: 1000000000) { sku }
-}"""
+STOCK = 1_000_000_000
 
 
 async def raw_append_rate(url: str, seconds: float) -> float:
@@ -67,7 +64,7 @@ async def place_order_rate(base: str, seconds: float, products: int) -> float:
     connections = [await Connection.open(base) for _ in range(16)]
     for sku in skus:
         _, body = await connections[0].post_json(
-            "/graphql", {"query": REGISTER, "variables": {"sku": sku}}, staff
+            "/graphql", {"query": REGISTER, "variables": {"sku": sku, "stock": STOCK}}, staff
         )
         assert not body.get("errors"), body
     failures = 0

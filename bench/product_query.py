@@ -15,12 +15,9 @@ from application.auth import mint_token
 from bench.common import cpu_by_command, cpu_delta, fresh_database, machine, rate, server
 from bench.http import Connection
 from bench.server import SECRET, running_server
+from tests.kit.documents import LEAN_PRODUCT as QUERY
+from tests.kit.documents import LEAN_REGISTER as REGISTER
 
-QUERY = """query($sku: String!) {
-  product(sku: $sku) { sku name unitPrice onHand reserved available position updatedAt } }"""
-REGISTER = """mutation($sku: String!) {
-  registerProduct(sku: $sku, name: "Bench", unitPrice: "9.99", initialStock: 100) {
-    product { sku } } }"""
 CLIENTS = 32
 
 
@@ -33,7 +30,9 @@ async def main(seconds: float) -> None:
                 connections = [await Connection.open(base) for _ in range(CLIENTS)]
                 for sku in skus:
                     await connections[0].post_json(
-                        "/graphql", {"query": REGISTER, "variables": {"sku": sku}}, staff
+                        "/graphql",
+                        {"query": REGISTER, "variables": {"sku": sku, "stock": 100}},
+                        staff,
                     )
 
                 async def graphql(w: int) -> int:

@@ -45,3 +45,16 @@ async def stream_events(users: Users, stream: str) -> list[dict[str, Any]]:
     data = await users.staff.ok(EVENTS, {"after": 0, "first": 1000, "stream": stream})
     events: list[dict[str, Any]] = data["events"]
     return events
+
+
+# Lean documents for the load generators (bench/): the least a response can carry, so that
+# the client costs little beside the server it measures.
+LEAN_REGISTER = """mutation($sku: String!, $stock: Int!) {
+  registerProduct(sku: $sku, name: "Bench", unitPrice: "9.99", initialStock: $stock) {
+    product { sku } } }"""
+LEAN_PLACE = """mutation($sku: String!) {
+  placeOrder(lines: [{sku: $sku, quantity: 1}]) { orderId position events { position streamId } }
+}"""
+LEAN_PRODUCT = """query($sku: String!) {
+  product(sku: $sku) { sku name unitPrice onHand reserved available position updatedAt } }"""
+LEAN_PRODUCT_SUB = "subscription($sku: String!) { product(sku: $sku) { reserved position } }"
