@@ -1,23 +1,14 @@
-"""The `graphql-transport-ws` protocol (graphql-ws's current one): its client messages, typed,
-and how it names and shapes its own."""
+"""The `graphql-transport-ws` protocol (graphql-ws's current one): which client messages it
+has (a `subscribe` is parsed into the typed `Subscribe`), and how it names and shapes its
+own."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar
 
 from transport.ws.session import Close, Session, parse_subscribe
 
 PROTOCOL = "graphql-transport-ws"
-
-
-class Ping(TypedDict):
-    type: Literal["ping"]
-    payload: Any
-
-
-class Complete(TypedDict):
-    type: Literal["complete"]
-    id: str
 
 
 class TransportWsSession(Session):
