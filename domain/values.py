@@ -44,10 +44,12 @@ class Actor:
         if not self.is_staff:
             raise Forbidden("staff only")
 
-    def require_access(self, customer_id: str) -> None:
+    def require_access(
+        self, customer_id: str, refusal: str = "this order belongs to another customer"
+    ) -> None:
         """Staff see every customer's things; a customer only their own."""
         if not self.is_staff and customer_id != self.id:
-            raise Forbidden("this belongs to another customer")
+            raise Forbidden(refusal)
 
 
 def sku(value: str) -> str:

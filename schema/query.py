@@ -172,7 +172,7 @@ class Query:
         if customer is not None:
             customer = valid_customer_id(customer)
         if not actor.is_staff:
-            actor.require_access(customer or actor.id)
+            actor.require_access(customer or actor.id, "a customer sees only their own orders")
             customer = actor.id
         limit = page_size(first, MAX_PAGE)
         before = None
