@@ -23,6 +23,7 @@ from schema.context import Services
 from schema.cursors import Cursors
 from schema.executor import Executor
 from transport.http import graphql_http
+from transport.origins import Origins
 from transport.state import Serving, TransportState
 from transport.ws import graphql_ws
 
@@ -60,7 +61,8 @@ def create_app(
     dsn: str, settings: Settings | None = None, *, run_projectors: bool = True
 ) -> Starlette:
     settings = settings or Settings.from_env()
-    jwt_secret, _ = settings.resolve_jwt_secret()
+    jwt_secret, development = settings.resolve_jwt_secret()
+    origins = Origins.parse(settings.cors_origins, development)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,8 +102,8 @@ def create_app(
         Route("/graphql", graphql_http, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws),
     ]
-    state = AppState(settings, TransportState(settings.max_connections_per_user))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    state = AppState(settings, TransportState(settings.max_connections_per_user, origins))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=origins.middleware())
     app.state.host = state
     app.state.transport = state.transport
     return app

@@ -26,6 +26,7 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     max_connections_per_user: int = 64
+    cors_origins: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,6 +42,7 @@ class Settings:
             jwt_audience=env.get("EVENTGRAPH_JWT_AUDIENCE") or None,
             jwt_issuer=env.get("EVENTGRAPH_JWT_ISSUER") or None,
             max_connections_per_user=int(env.get("EVENTGRAPH_MAX_CONNECTIONS_PER_USER", "64")),
+            cors_origins=env.get("EVENTGRAPH_CORS_ORIGINS") or None,
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:

@@ -13,6 +13,7 @@ from application.auth import TokenVerifier
 from schema.context import Services
 from schema.executor import Executor
 from transport.multiplex import Multiplexer
+from transport.origins import Origins
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -34,6 +35,7 @@ class Serving:
 @dataclass
 class TransportState:
     max_connections_per_user: int
+    origins: Origins
     sessions: set[OpenSession] = field(default_factory=set)
     connections_per_user: Counter[str] = field(default_factory=Counter)
     multiplexer: Multiplexer = field(default_factory=Multiplexer)

@@ -10,7 +10,7 @@ import contextlib
 
 from starlette.websockets import WebSocket
 
-from transport.state import OpenSession
+from transport.state import OpenSession, transport_state
 from transport.ws.legacy_ws import LegacyWsSession
 from transport.ws.session import MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS, Session
 from transport.ws.transport_ws import TransportWsSession
@@ -25,6 +25,11 @@ __all__ = ["MAX_MESSAGE_BYTES", "MAX_SUBSCRIPTIONS", "Session", "drain_sessions"
 
 
 async def graphql_ws(websocket: WebSocket) -> None:
+    origin = websocket.headers.get("origin")
+    origins = transport_state(websocket.app).origins
+    if origin is not None and not origins.allows(origin, websocket.headers.get("host")):
+        await websocket.close(1008, "Origin not allowed")  # before accept: HTTP 403
+        return
     offered = websocket.scope.get("subprotocols") or []
     protocol = next((p for p in PROTOCOLS if p in offered), None)
     if protocol is None:
