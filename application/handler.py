@@ -107,12 +107,12 @@ class CommandHandler:
         new_streams: frozenset[str] | set[str] = frozenset(),
     ) -> Executed:
         if idempotency is not None:
-            prior = await self.store.find_idempotent(idempotency.key)
-            if prior is None and idempotency.legacy_key is not None:
-                prior = await self.store.find_idempotent(idempotency.legacy_key)
-                if prior is not None:
+            legacy = [idempotency.legacy_key] if idempotency.legacy_key else []
+            found = await self.store.find_idempotent(idempotency.key, *legacy)
+            if found is not None:
+                key, prior = found
+                if key != idempotency.key:
                     idempotency.check_legacy(prior)
-            if prior is not None:
                 idempotency.check(prior)
                 return Executed(prior, await self.store.read_positions(prior.positions))
         metadata = {
@@ -140,9 +140,10 @@ class CommandHandler:
                     # first one's result instead, as it would have a moment earlier.
                     if idempotency is None:
                         raise
-                    prior = await self.store.find_idempotent(idempotency.key)
-                    if prior is None:
+                    found = await self.store.find_idempotent(idempotency.key)
+                    if found is None:
                         raise
+                    prior = found[1]
                     idempotency.check(prior)
                     return Executed(prior, await self.store.read_positions(prior.positions))
                 states = {
@@ -168,8 +169,9 @@ class CommandHandler:
                     continue
                 except IdempotencyKeyReused:
                     assert idempotency is not None
-                    prior = await self.store.find_idempotent(idempotency.key)
-                    assert prior is not None
+                    found = await self.store.find_idempotent(idempotency.key)
+                    assert found is not None
+                    prior = found[1]
                     idempotency.check(prior)
                     return Executed(prior, await self.store.read_positions(prior.positions))
                 if result.replayed:

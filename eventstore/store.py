@@ -314,16 +314,18 @@ class EventStore:
         )
         return [self.upcasters.upcast(_record(r)) for r in rows]
 
-    async def find_idempotent(self, key: str) -> AppendResult | None:
-        """The result of the append that stored `key`, if any."""
+    async def find_idempotent(self, *keys: str) -> tuple[str, AppendResult] | None:
+        """The first of `keys` that an append stored, with that append's result; one query
+        however many spellings of a key are looked for."""
         row = await self.pool.fetchrow(
-            "SELECT positions, streams, versions, fingerprint FROM eventgraph.idempotency_keys"
-            " WHERE key = $1",
-            key,
+            "SELECT key, positions, streams, versions, fingerprint"
+            " FROM eventgraph.idempotency_keys WHERE key = any($1::text[])"
+            " ORDER BY array_position($1::text[], key) LIMIT 1",
+            list(keys),
         )
         if row is None:
             return None
-        return AppendResult(
+        return row["key"], AppendResult(
             positions=tuple(row["positions"]),
             stream_versions=dict(zip(row["streams"], row["versions"], strict=True)),
             replayed=True,

@@ -23,7 +23,7 @@ from domain.order import (
 )
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection
-from projections.slice import LiveTopic, Loader, ReadModel
+from projections.slice import LiveTopic, ReadModel, by_key
 
 NAME = "orders"
 ORDER_EVENTS = (OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded)
@@ -162,16 +162,6 @@ async def orders(
     return Page([OrderView.of(r) for r in rows[:limit]], len(rows) > limit)
 
 
-def _by_id(pool: asyncpg.Pool) -> Loader:
-    async def load(ids: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
-        rows = await pool.fetch(
-            "SELECT * FROM readmodel.orders WHERE order_id = any($1::text[])", list(ids)
-        )
-        return [(r["order_id"], OrderView.of(r)) for r in rows]
-
-    return load
-
-
 class CustomerFeed:
     """Orders of the watched customers that changed since the last read (positions only
     grow: a change applied later always carries a higher position)."""
@@ -196,7 +186,7 @@ class CustomerFeed:
         return [(r["customer_id"], OrderView.of(r)) for r in rows]
 
 
-BY_ID = LiveTopic("order by id", _by_id)
+BY_ID = LiveTopic("order by id", by_key("orders", "order_id", OrderView.of))
 BY_CUSTOMER = LiveTopic(
     "orders by customer", CustomerFeed, slot_key=lambda _customer, view: view.order_id
 )

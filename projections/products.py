@@ -3,7 +3,6 @@ change it, its typed view, its queries and its live topic, in one place."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,7 +14,7 @@ from domain.aggregate import DomainEvent
 from domain.product import InventoryUpdated, ProductRegistered
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection
-from projections.slice import LiveTopic, Loader, ReadModel
+from projections.slice import LiveTopic, ReadModel, by_key
 
 NAME = "products"
 
@@ -99,16 +98,6 @@ async def products(pool: asyncpg.Pool, after_sku: str | None, limit: int) -> Pag
     return Page([ProductView.of(r) for r in rows[:limit]], len(rows) > limit)
 
 
-def _by_sku(pool: asyncpg.Pool) -> Loader:
-    async def load(skus: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
-        rows = await pool.fetch(
-            "SELECT * FROM readmodel.products WHERE sku = any($1::text[])", list(skus)
-        )
-        return [(r["sku"], ProductView.of(r)) for r in rows]
-
-    return load
-
-
-BY_SKU = LiveTopic("product by sku", _by_sku)
+BY_SKU = LiveTopic("product by sku", by_key("products", "sku", ProductView.of))
 
 READ_MODEL = ReadModel(ProductsProjection(), (BY_SKU,))

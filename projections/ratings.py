@@ -3,7 +3,6 @@ view, query and live topic."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -13,7 +12,7 @@ from domain.aggregate import DomainEvent
 from domain.review import ReviewPosted
 from eventstore.events import RecordedEvent
 from projections.base import Row, RowProjection
-from projections.slice import LiveTopic, Loader, ReadModel
+from projections.slice import LiveTopic, ReadModel, by_key
 
 NAME = "ratings"
 
@@ -62,21 +61,20 @@ class RatingsProjection(RowProjection):
         }
 
 
+async def ratings_of(pool: asyncpg.Pool, skus: list[str]) -> list[RatingView | None]:
+    """The ratings of several products in one query, in the order asked (None: no review)."""
+    rows = await pool.fetch(
+        "SELECT * FROM readmodel.product_ratings WHERE sku = any($1::text[])", list(skus)
+    )
+    found = {r["sku"]: RatingView.of(r) for r in rows}
+    return [found.get(sku) for sku in skus]
+
+
 async def rating(pool: asyncpg.Pool, sku: str) -> RatingView | None:
     row = await pool.fetchrow("SELECT * FROM readmodel.product_ratings WHERE sku = $1", sku)
     return None if row is None else RatingView.of(row)
 
 
-def _by_sku(pool: asyncpg.Pool) -> Loader:
-    async def load(skus: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
-        rows = await pool.fetch(
-            "SELECT * FROM readmodel.product_ratings WHERE sku = any($1::text[])", list(skus)
-        )
-        return [(r["sku"], RatingView.of(r)) for r in rows]
-
-    return load
-
-
-BY_SKU = LiveTopic("rating by sku", _by_sku)
+BY_SKU = LiveTopic("rating by sku", by_key("product_ratings", "sku", RatingView.of))
 
 READ_MODEL = ReadModel(RatingsProjection(), (BY_SKU,))

@@ -43,3 +43,21 @@ class ReadModel:
     @property
     def name(self) -> str:
         return self.projection.name
+
+
+def by_key(
+    view: str, key: str, of: Callable[[asyncpg.Record], Any]
+) -> Callable[[asyncpg.Pool], Loader]:
+    """The usual live loader: the rows of `readmodel.<view>` whose `key` is watched, one query
+    for all of them, each as its typed view (`of`)."""
+
+    def make(pool: asyncpg.Pool) -> Loader:
+        async def load(keys: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
+            rows = await pool.fetch(
+                f"SELECT * FROM readmodel.{view} WHERE {key} = any($1::text[])", list(keys)
+            )
+            return [(row[key], of(row)) for row in rows]
+
+        return load
+
+    return make

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import asyncpg
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
 from application.auth import AuthError, Principal
@@ -19,6 +21,9 @@ from projections.live import LiveViews
 from projections.watch import ProjectionWatch
 from schema.cursors import Cursors
 from schema.scalars import MAX_POSITION
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class Unauthenticated(AuthError):
@@ -46,6 +51,21 @@ class Context:
     services: Services
     principal: Principal | None
     auth_error: str | None = None
+
+    _loaders: dict[object, DataLoader[Any, Any]] = field(default_factory=dict, repr=False)
+
+    def loader(
+        self, read: Callable[[asyncpg.Pool, list[K]], Awaitable[list[V]]]
+    ) -> DataLoader[K, V]:
+        """What `read` (many keys, one query, on the read side) gives for keys asked in one
+        tick of resolvers (a page of products asking each for its rating). Not cached: a live
+        subscription keeps its context, and must see newer views."""
+        found = self._loaders.get(read)
+        if found is None:
+            pool = self.services.pool
+            found = DataLoader(load_fn=lambda keys: read(pool, list(keys)), cache=False)
+            self._loaders[read] = found
+        return found
 
     @property
     def shop(self) -> Shop:

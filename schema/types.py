@@ -44,12 +44,12 @@ class Product:
 
     @strawberry.field(description="Average review rating, 1 to 5; null before the first review.")
     async def rating(self, info: strawberry.Info) -> float | None:
-        view = await ratings.rating(info.context.pool, self.sku)
+        view = await info.context.loader(ratings.ratings_of).load(self.sku)
         return None if view is None else view.rating
 
     @strawberry.field(description="How many customers reviewed this product.")
     async def review_count(self, info: strawberry.Info) -> int:
-        view = await ratings.rating(info.context.pool, self.sku)
+        view = await info.context.loader(ratings.ratings_of).load(self.sku)
         return 0 if view is None else view.review_count
 
     @classmethod

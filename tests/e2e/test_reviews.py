@@ -33,6 +33,11 @@ async def test_customers_rate_a_product_and_everyone_sees_the_average(users: Use
     data = await users.staff.ok(RATING, {"sku": sku, "at": second["position"]})
     assert data["productRating"]["rating"] == 3.5 and data["productRating"]["reviewCount"] == 2
     assert data["product"] == {"sku": sku, "rating": 3.5, "reviewCount": 2}
+    page = await users.staff.ok(
+        "{ products(first: 100) { edges { node { sku rating reviewCount } } } }"
+    )  # many products' ratings, batched into one query per page
+    nodes = [e["node"] for e in page["products"]["edges"]]
+    assert nodes and all((n["rating"] is None) == (n["reviewCount"] == 0) for n in nodes)
 
 
 @pytest.mark.parametrize(
