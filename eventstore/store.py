@@ -51,6 +51,27 @@ _COLUMNS = (
     " occurred_at"
 )
 
+APPEND_SPAN = 1_000
+"""How far past a batch the rest of an append that it cut is looked for. One append inserts
+its events in one statement, so others' events fall between them only while that statement
+runs: a few concurrent appends' worth, far fewer than this."""
+
+_WHOLE_APPENDS = f"""
+WITH batch AS (
+    SELECT {_COLUMNS}, transaction_id FROM eventgraph.events
+     WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3
+), tail AS (
+    SELECT max(position) AS last FROM batch
+), cut AS (
+    -- the first event of the batch whose append goes on after the batch
+    SELECT min(b.position) AS at FROM batch b
+     WHERE b.transaction_id IN (
+        SELECT e.transaction_id FROM eventgraph.events e, tail
+         WHERE e.position > tail.last AND e.position <= tail.last + $4)
+)
+SELECT {_COLUMNS}, cut.at AS cut_at FROM batch, cut ORDER BY position
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -211,27 +232,44 @@ class EventStore:
         *,
         stream_id: str | None = None,
         types: Sequence[str] | None = None,
+        whole_appends: bool = False,
     ) -> list[RecordedEvent]:
         """Events after `after`, in position order, never past a position whose event might
-        still commit (see frontier.py): a reader that follows positions skips nothing."""
+        still commit (see frontier.py): a reader that follows positions skips nothing.
+
+        `whole_appends`: never end inside one append (the events of one command), unless a
+        single append is longer than `limit`; what a projector reads, so that a read model's
+        position never shows half a command."""
         if not 1 <= limit <= MAX_READ:
             raise InvalidEventError(f"limit must be between 1 and {MAX_READ}")
+        if whole_appends and (stream_id is not None or types is not None):
+            raise ValueError("whole appends are read from the whole log only")
         # Projectors at the same checkpoint ask for the same events at the same moment: one
         # query in flight serves all of them.
-        key = (after, limit, stream_id, tuple(types) if types is not None else None)
+        key = (after, limit, stream_id, tuple(types) if types is not None else None, whole_appends)
         shared = self._reads.get(key)
         if shared is None:
-            shared = asyncio.ensure_future(self._read_all(after, limit, stream_id, types))
+            shared = asyncio.ensure_future(
+                self._read_all(after, limit, stream_id, types, whole_appends)
+            )
             self._reads[key] = shared
             shared.add_done_callback(lambda _: self._reads.pop(key, None))
         return list(await asyncio.shield(shared))
 
     async def _read_all(
-        self, after: int, limit: int, stream_id: str | None, types: Sequence[str] | None
+        self,
+        after: int,
+        limit: int,
+        stream_id: str | None,
+        types: Sequence[str] | None,
+        whole_appends: bool,
     ) -> list[RecordedEvent]:
         safe = await self.frontier.refresh()
         if after >= safe:
             return []
+        if whole_appends:
+            rows = await self._read_whole_appends(after, safe, limit)
+            return [self.upcasters.upcast(_record(r)) for r in rows]
         clauses = ["position > $1", "position <= $2"]
         args: list[object] = [after, safe]
         if stream_id is not None:
@@ -247,6 +285,22 @@ class EventStore:
             *args,
         )
         return [self.upcasters.upcast(_record(r)) for r in rows]
+
+    async def _read_whole_appends(self, after: int, safe: int, limit: int) -> list[asyncpg.Record]:
+        """Up to `limit` events after `after`, less the trailing ones whose append goes on
+        beyond them. Appends interleave while they insert, so a full batch can hold no whole
+        append: then read a longer one; an append longer than the longest read comes in
+        parts. Empty when the rest of an append is not readable yet (behind an append still
+        in flight): it will be soon."""
+        while True:
+            rows = await self.pool.fetch(_WHOLE_APPENDS, after, safe, limit, APPEND_SPAN)
+            cut = rows[0]["cut_at"] if rows else None
+            kept = rows if cut is None else [r for r in rows if r["position"] < cut]
+            if kept or len(rows) < limit:
+                return kept
+            if limit >= MAX_READ:
+                return rows
+            limit = min(limit * 4, MAX_READ)
 
     async def read_stream(
         self, stream_id: str, *, connection: asyncpg.Connection | None = None

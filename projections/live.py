@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 
 class Slot(Mailbox[Any]):
-    """One subscriber's mailbox: at most one view per key, the newest by log position."""
+    """One subscriber's mailbox: at most one view per key, the newest by its last change. A
+    view whose content did not change since the last one sent is not sent again, however far
+    its read model moved meanwhile."""
 
     def __init__(self) -> None:
-        # A view at position 0 reflects no event: it is not sent (the dashboard of an empty
-        # log waits for its first order).
-        super().__init__(rank=lambda view: int(view.position), floor=0)
+        # A view changed at position 0 reflects no event: it is not sent (the dashboard of an
+        # empty log waits for its first order).
+        super().__init__(rank=lambda view: int(view.changed), floor=0)
 
     async def next(self) -> Any:
         view = await self.take()

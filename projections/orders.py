@@ -23,7 +23,7 @@ from domain.order import (
 )
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection
-from projections.slice import LiveTopic, ReadModel, by_key
+from projections.slice import LiveTopic, ReadModel, by_key, read_position
 
 NAME = "orders"
 ORDER_EVENTS = (OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded)
@@ -41,9 +41,12 @@ class OrderView:
     updated_at: datetime
     version: int
     position: int
+    """The read model's position when this view was read (see "Positions on views")."""
+    changed: int
+    """The position of the last event that changed this order."""
 
     @classmethod
-    def of(cls, row: asyncpg.Record | dict[str, Any]) -> OrderView:
+    def of(cls, row: asyncpg.Record | dict[str, Any], position: int | None = None) -> OrderView:
         lines = tuple(
             OrderLine(line["sku"], line["quantity"], Decimal(line["unitPrice"]))
             for line in row["lines"]
@@ -58,6 +61,7 @@ class OrderView:
             row["placed_at"],
             row["updated_at"],
             row["version"],
+            row["read_position"] if position is None else position,
             row["position"],
         )
 
@@ -129,7 +133,9 @@ class OrdersProjection(RowProjection):
 
 
 async def order(pool: asyncpg.Pool, order_id: str) -> OrderView | None:
-    row = await pool.fetchrow("SELECT * FROM readmodel.orders WHERE order_id = $1", order_id)
+    row = await pool.fetchrow(
+        f"SELECT *, {read_position(NAME)} FROM readmodel.orders WHERE order_id = $1", order_id
+    )
     return None if row is None else OrderView.of(row)
 
 
@@ -155,19 +161,27 @@ async def orders(
     args.append(limit + 1)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = await pool.fetch(
-        f"SELECT * FROM readmodel.orders {where}"
+        f"SELECT *, {read_position(NAME)} FROM readmodel.orders {where}"
         f" ORDER BY placed_at DESC, order_id DESC LIMIT ${len(args)}",
         *args,
     )
     return Page([OrderView.of(r) for r in rows[:limit]], len(rows) > limit)
 
 
-class CustomerFeed:
-    """Orders of the watched customers that changed since the last read (positions only
-    grow: a change applied later always carries a higher position)."""
+class OrderFeed:
+    """Orders that changed since the last read, of the watched customers (or every order, for
+    the feed keyed `EVERY_ORDER`). Positions only grow: a change applied later always carries
+    a higher position.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    A feed delivers several orders from one read, and its messages must carry strictly
+    greater positions. Each view is stamped with the highest position it is known to reflect
+    as part of its customer's feed: the last one with the read model's position, each earlier
+    one with one before the next change in the same feed (nothing of that customer changed
+    in between). So a view stamped P reflects every event up to P, as for any view."""
+
+    def __init__(self, pool: asyncpg.Pool, *, by_customer: bool = True) -> None:
         self._pool = pool
+        self._by_customer = by_customer
         self.since = 0
 
     def start_at(self, position: int) -> None:
@@ -175,20 +189,45 @@ class CustomerFeed:
         self.since = position
 
     async def __call__(self, customers: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
-        rows = await self._pool.fetch(
-            "SELECT * FROM readmodel.orders WHERE customer_id = any($1::text[])"
-            " AND position > $2 ORDER BY position LIMIT 1000",
-            list(customers),
-            self.since,
-        )
-        if rows:
-            self.since = max(self.since, rows[-1]["position"])
-        return [(r["customer_id"], OrderView.of(r)) for r in rows]
+        if self._by_customer:
+            rows = await self._pool.fetch(
+                f"SELECT *, {read_position(NAME)} FROM readmodel.orders"
+                " WHERE customer_id = any($1::text[]) AND position > $2"
+                " ORDER BY position LIMIT 1000",
+                list(customers),
+                self.since,
+            )
+        else:
+            rows = await self._pool.fetch(
+                f"SELECT *, {read_position(NAME)} FROM readmodel.orders"
+                " WHERE position > $1 ORDER BY position LIMIT 1000",
+                self.since,
+            )
+        if not rows:
+            return []
+        # A full page ends at its last row's change, not at the read model's position.
+        read_at = rows[-1]["read_position"] if len(rows) < 1000 else rows[-1]["position"]
+        self.since = max(self.since, rows[-1]["position"])
+        next_change: dict[str, int] = {}
+        stamped: list[tuple[Hashable, Any]] = []
+        for row in reversed(rows):
+            customer = row["customer_id"] if self._by_customer else EVERY_ORDER
+            stamp = next_change.get(customer, read_at + 1) - 1
+            next_change[customer] = row["position"]
+            stamped.append((customer, OrderView.of(row, position=stamp)))
+        stamped.reverse()
+        return stamped
 
 
-BY_ID = LiveTopic("order by id", by_key("orders", "order_id", OrderView.of))
+BY_ID = LiveTopic("order by id", by_key(NAME, "orders", "order_id", OrderView.of))
 BY_CUSTOMER = LiveTopic(
-    "orders by customer", CustomerFeed, slot_key=lambda _customer, view: view.order_id
+    "orders by customer", OrderFeed, slot_key=lambda _customer, view: view.order_id
+)
+EVERY_ORDER = "*"
+ALL = LiveTopic(
+    "every order",
+    lambda pool: OrderFeed(pool, by_customer=False),
+    slot_key=lambda _key, view: view.order_id,
 )
 
-READ_MODEL = ReadModel(OrdersProjection(), (BY_ID, BY_CUSTOMER))
+READ_MODEL = ReadModel(OrdersProjection(), (BY_ID, BY_CUSTOMER, ALL))

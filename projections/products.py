@@ -14,7 +14,7 @@ from domain.aggregate import DomainEvent
 from domain.product import InventoryUpdated, ProductRegistered
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection
-from projections.slice import LiveTopic, ReadModel, by_key
+from projections.slice import LiveTopic, ReadModel, by_key, read_position
 
 NAME = "products"
 
@@ -27,7 +27,10 @@ class ProductView:
     on_hand: int
     reserved: int
     position: int
+    """The read model's position when this view was read (see "Positions on views")."""
     updated_at: datetime
+    changed: int
+    """The position of the last event that changed this product."""
 
     @property
     def available(self) -> int:
@@ -41,8 +44,9 @@ class ProductView:
             row["unit_price"],
             row["on_hand"],
             row["reserved"],
-            row["position"],
+            row["read_position"],
             row["updated_at"],
+            row["position"],
         )
 
 
@@ -84,20 +88,23 @@ class ProductsProjection(RowProjection):
 
 
 async def product(pool: asyncpg.Pool, sku: str) -> ProductView | None:
-    row = await pool.fetchrow("SELECT * FROM readmodel.products WHERE sku = $1", sku)
+    row = await pool.fetchrow(
+        f"SELECT *, {read_position(NAME)} FROM readmodel.products WHERE sku = $1", sku
+    )
     return None if row is None else ProductView.of(row)
 
 
 async def products(pool: asyncpg.Pool, after_sku: str | None, limit: int) -> Page[ProductView]:
     """Ordered by sku, after `after_sku`."""
     rows = await pool.fetch(
-        "SELECT * FROM readmodel.products WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
+        f"SELECT *, {read_position(NAME)} FROM readmodel.products"
+        " WHERE $1::text IS NULL OR sku > $1 ORDER BY sku LIMIT $2",
         after_sku,
         limit + 1,
     )
     return Page([ProductView.of(r) for r in rows[:limit]], len(rows) > limit)
 
 
-BY_SKU = LiveTopic("product by sku", by_key("products", "sku", ProductView.of))
+BY_SKU = LiveTopic("product by sku", by_key(NAME, "products", "sku", ProductView.of))
 
 READ_MODEL = ReadModel(ProductsProjection(), (BY_SKU,))

@@ -12,7 +12,7 @@ from domain.aggregate import DomainEvent
 from domain.review import ReviewPosted
 from eventstore.events import RecordedEvent
 from projections.base import Row, RowProjection
-from projections.slice import LiveTopic, ReadModel, by_key
+from projections.slice import LiveTopic, ReadModel, by_key, read_position
 
 NAME = "ratings"
 
@@ -23,6 +23,9 @@ class RatingView:
     review_count: int
     rating_sum: int
     position: int
+    """The read model's position when this view was read."""
+    changed: int
+    """The position of the last review of this product."""
 
     @property
     def rating(self) -> float | None:
@@ -31,7 +34,13 @@ class RatingView:
 
     @classmethod
     def of(cls, row: asyncpg.Record | dict[str, Any]) -> RatingView:
-        return cls(row["sku"], row["review_count"], row["rating_sum"], row["position"])
+        return cls(
+            row["sku"],
+            row["review_count"],
+            row["rating_sum"],
+            row["read_position"],
+            row["position"],
+        )
 
 
 class RatingsProjection(RowProjection):
@@ -64,17 +73,21 @@ class RatingsProjection(RowProjection):
 async def ratings_of(pool: asyncpg.Pool, skus: list[str]) -> list[RatingView | None]:
     """The ratings of several products in one query, in the order asked (None: no review)."""
     rows = await pool.fetch(
-        "SELECT * FROM readmodel.product_ratings WHERE sku = any($1::text[])", list(skus)
+        f"SELECT *, {read_position(NAME)} FROM readmodel.product_ratings"
+        " WHERE sku = any($1::text[])",
+        list(skus),
     )
     found = {r["sku"]: RatingView.of(r) for r in rows}
     return [found.get(sku) for sku in skus]
 
 
 async def rating(pool: asyncpg.Pool, sku: str) -> RatingView | None:
-    row = await pool.fetchrow("SELECT * FROM readmodel.product_ratings WHERE sku = $1", sku)
+    row = await pool.fetchrow(
+        f"SELECT *, {read_position(NAME)} FROM readmodel.product_ratings WHERE sku = $1", sku
+    )
     return None if row is None else RatingView.of(row)
 
 
-BY_SKU = LiveTopic("rating by sku", by_key("product_ratings", "sku", RatingView.of))
+BY_SKU = LiveTopic("rating by sku", by_key(NAME, "product_ratings", "sku", RatingView.of))
 
 READ_MODEL = ReadModel(RatingsProjection(), (BY_SKU,))

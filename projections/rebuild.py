@@ -65,7 +65,7 @@ async def rebuild(
             nonlocal position
             parked = await parked_after(conn, name, 0)
             while True:
-                events = await store.read_all(position, batch_size)
+                events = await store.read_all(position, batch_size, whole_appends=True)
                 if not events:
                     return
                 kept = without_parked(events, parked, name)

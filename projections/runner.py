@@ -226,7 +226,7 @@ class ProjectionRunner:
         self._on_applied(name, seen.position)
         if seen.status == "failed":
             return False
-        events = await self._store.read_all(seen.position, self._batch_size)
+        events = await self._store.read_all(seen.position, self._batch_size, whole_appends=True)
         if not events:
             return False
         async with conn.transaction():

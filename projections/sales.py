@@ -161,6 +161,9 @@ class DashboardView:
     orders_cancelled: int
     revenue: Decimal
     position: int
+    """The read model's position when this view was read."""
+    changed: int
+    """The position of the last order event counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +178,7 @@ async def dashboard(pool: asyncpg.Pool) -> DashboardView:
     transaction, so one statement reads them consistently)."""
     row = await pool.fetchrow(
         "SELECT t.orders_placed, t.orders_paid, t.orders_shipped, t.orders_cancelled,"
-        " t.revenue, p.position FROM readmodel.sales_totals t"
+        " t.revenue, t.position AS changed, p.position FROM readmodel.sales_totals t"
         " JOIN eventgraph.projections p ON p.name = $1 WHERE t.id = 1",
         NAME,
     )
@@ -187,6 +190,7 @@ async def dashboard(pool: asyncpg.Pool) -> DashboardView:
         row["orders_cancelled"],
         row["revenue"],
         row["position"],
+        row["changed"],
     )
 
 

@@ -14,10 +14,23 @@ from projections.base import Projection
 
 
 class View(Protocol):
-    """A typed view of a read model: whatever it holds, it knows the position it reflects."""
+    """A typed view of a read model: whatever it holds, it knows the position it reflects
+    (its read model's position when it was read) and the position of its own last change."""
 
     @property
     def position(self) -> int: ...
+
+    @property
+    def changed(self) -> int: ...
+
+
+def read_position(name: str) -> str:
+    """A select-list item: read model `name`'s position, as `read_position`. Read in the same
+    statement as the rows, it comes from the same snapshot, and the projector moves rows and
+    position in one transaction: the rows reflect exactly the events up to it."""
+    if not name.isidentifier():
+        raise ValueError(f"not a read model name: {name!r}")
+    return f"(SELECT position FROM eventgraph.projections WHERE name = '{name}') AS read_position"
 
 
 Loader = Callable[[Sequence[Hashable]], Awaitable[list[tuple[Hashable, Any]]]]
@@ -46,15 +59,17 @@ class ReadModel:
 
 
 def by_key(
-    view: str, key: str, of: Callable[[asyncpg.Record], Any]
+    model: str, view: str, key: str, of: Callable[[asyncpg.Record], Any]
 ) -> Callable[[asyncpg.Pool], Loader]:
     """The usual live loader: the rows of `readmodel.<view>` whose `key` is watched, one query
-    for all of them, each as its typed view (`of`)."""
+    for all of them, each as its typed view (`of`) stamped with read model `model`'s position."""
 
     def make(pool: asyncpg.Pool) -> Loader:
         async def load(keys: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
             rows = await pool.fetch(
-                f"SELECT * FROM readmodel.{view} WHERE {key} = any($1::text[])", list(keys)
+                f"SELECT *, {read_position(model)} FROM readmodel.{view}"
+                f" WHERE {key} = any($1::text[])",
+                list(keys),
             )
             return [(row[key], of(row)) for row in rows]
 

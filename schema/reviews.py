@@ -31,12 +31,20 @@ class ProductRating:
     position: Position
 
     @classmethod
-    def of(cls, sku: str, view: ratings.RatingView | None) -> ProductRating:
+    def of(cls, sku: str, view: ratings.RatingView | None, unrated_at: int = 0) -> ProductRating:
+        """`unrated_at`: for a product with no review, a position the ratings had reached."""
         if view is None:
-            return cls(sku=sku, rating=None, review_count=0, position=0)
+            return cls(sku=sku, rating=None, review_count=0, position=unrated_at)
         return cls(
             sku=sku, rating=view.rating, review_count=view.review_count, position=view.position
         )
+
+
+async def _rating(info: Info, sku: str) -> ProductRating:
+    # With no review, the ratings read model's position as this process knows it: it had
+    # reached at least that far when the read found nothing.
+    unrated_at = info.context.services.watch.position(ratings.NAME)
+    return ProductRating.of(sku, await ratings.rating(info.context.pool, sku), unrated_at)
 
 
 @strawberry.type
@@ -49,7 +57,7 @@ class ReviewPayload:
     @strawberry.field(description="The product's rating as of position (read your own write).")
     async def rating(self, info: Info) -> ProductRating:
         await info.context.at_least(ratings.NAME, self.position)
-        return ProductRating.of(self.sku, await ratings.rating(info.context.pool, self.sku))
+        return await _rating(info, self.sku)
 
 
 @strawberry.type
@@ -82,7 +90,7 @@ class ReviewQuery:
         info.context.require_user()
         values.sku(sku)
         await info.context.at_least(ratings.NAME, given(at_least))
-        return ProductRating.of(sku, await ratings.rating(info.context.pool, sku))
+        return await _rating(info, sku)
 
 
 @strawberry.type
@@ -95,7 +103,7 @@ class ReviewSubscription:
         live = info.context.services.live
         first = await ratings.rating(info.context.pool, sku)
         if first is None:
-            yield ProductRating.of(sku, None)
+            yield ProductRating.of(sku, None, info.context.services.watch.position(ratings.NAME))
         async with contextlib.aclosing(live.watch(ratings.BY_SKU, sku, first)) as views:
             async for view in views:
                 yield ProductRating.of(sku, view)

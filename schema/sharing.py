@@ -1,8 +1,10 @@
 """Which live subscriptions identical subscribers may share one execution of, declared on the
 subscription field itself: `@shared("role")` when the view depends only on the document, its
 variables and the caller's role; `@shared("user")` when it also depends on who the caller is.
-A subscription that is not declared (`events`, which each subscriber catches up from its own
-position) is never shared."""
+A subscription that is not declared is never shared: `events`, which each subscriber catches
+up from its own position, and the feeds of several views (`myOrders`, `orders`), since a
+shared execution keeps only its newest payload for a slow member, and a feed's newest message
+does not replace one about another order."""
 
 from __future__ import annotations
 

@@ -48,12 +48,22 @@ class Subscription:
     @strawberry.subscription(
         description="Every change to any of the viewer's own orders, as the order's new view."
     )
-    @shared("user")
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
         actor = info.context.actor
         live = info.context.services.live
         live.start_feed_at(orders.BY_CUSTOMER, info.context.services.watch.position(orders.NAME))
         async with contextlib.aclosing(live.watch(orders.BY_CUSTOMER, actor.id, None)) as views:
+            async for view in views:
+                yield Order.from_view(view)
+
+    @strawberry.subscription(
+        description="Staff only. Every change to any order from now on, as the order's new view."
+    )
+    async def orders(self, info: Info) -> AsyncGenerator[Order, None]:
+        info.context.actor.require_staff()
+        live = info.context.services.live
+        live.start_feed_at(orders.ALL, info.context.services.watch.position(orders.NAME))
+        async with contextlib.aclosing(live.watch(orders.ALL, orders.EVERY_ORDER, None)) as views:
             async for view in views:
                 yield Order.from_view(view)
 

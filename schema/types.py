@@ -38,7 +38,7 @@ class Product:
     )
     available: int = strawberry.field(description="onHand - reserved: what a new order can take.")
     position: Position = strawberry.field(
-        description="Position of the last event applied to this view."
+        description="The read model's position when this view was read (see Positions on views)."
     )
     updated_at: datetime
 
@@ -68,7 +68,14 @@ class Product:
     @classmethod
     def from_state(cls, state: product_domain.Product, position: int, at: datetime) -> Product:
         view = ProductView(
-            state.sku, state.name, state.unit_price, state.on_hand, state.reserved, position, at
+            state.sku,
+            state.name,
+            state.unit_price,
+            state.on_hand,
+            state.reserved,
+            position,
+            at,
+            position,
         )
         return cls.from_view(view)
 
@@ -95,7 +102,7 @@ class Order:
         description="Version of the order's own stream: 1 right after it was placed."
     )
     position: Position = strawberry.field(
-        description="Position of the last event applied to this view."
+        description="The read model's position when this view was read (see Positions on views)."
     )
 
     @classmethod
@@ -133,6 +140,7 @@ class Order:
             state.placed_at,
             state.updated_at,
             state.version,
+            position,
             position,
         )
         return cls.from_view(view)

@@ -378,3 +378,34 @@ async def test_a_hole_held_by_a_transaction_younger_than_the_last_commit_is_not_
             await asyncio.sleep(0.01)
         await younger_tx.commit()
     assert [e.stream_id for e in await store.read_all()] == ["held", "passed"]
+
+
+async def test_a_reader_of_whole_appends_never_ends_inside_one(store: EventStore) -> None:
+    first = await store.append({"x": (NO_STREAM, [ev(), ev()]), "y": (NO_STREAM, [ev()])})
+    second = await store.append({"z": (NO_STREAM, [ev(), ev()])})
+    assert first.positions == (1, 2, 3) and second.positions == (4, 5)
+
+    assert [e.position for e in await store.read_all(0, 4)] == [1, 2, 3, 4]
+    assert [e.position for e in await store.read_all(0, 4, whole_appends=True)] == [1, 2, 3]
+    assert [e.position for e in await store.read_all(3, 1, whole_appends=True)] == [4, 5]
+    # a batch too short for any whole append reads a longer one
+    assert [e.position for e in await store.read_all(0, 2, whole_appends=True)] == [1, 2, 3, 4, 5]
+
+
+async def test_interleaved_appends_are_read_whole_once_both_committed(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    async with pool.acquire() as one, pool.acquire() as two:
+        first, second = one.transaction(), two.transaction()
+        await first.start()
+        await second.start()
+        await store.append({"a": (NO_STREAM, [ev()])}, connection=one)  # position 1
+        await store.append({"b": (NO_STREAM, [ev()])}, connection=two)  # position 2
+        await store.append({"c": (NO_STREAM, [ev()])}, connection=one)  # position 3
+        await first.commit()
+        # 1 and 3 are one transaction; 2 is in flight: no whole append is readable yet
+        assert [e.position for e in await store.read_all(0, 10)] == [1]
+        assert await store.read_all(0, 10, whole_appends=True) == []
+        await second.commit()
+    assert [e.position for e in await store.read_all(0, 1, whole_appends=True)] == [1, 2, 3]
+    assert [e.position for e in await store.read_all(0, 2, whole_appends=True)] == [1, 2, 3]

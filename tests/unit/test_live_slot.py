@@ -11,10 +11,23 @@ from projections.live import Slot
 @dataclass(frozen=True)
 class View:
     position: int
+    changed: int
 
 
-def view(position: int) -> View:
-    return View(position)
+def view(position: int, read_at: int | None = None) -> View:
+    """A view last changed at `position`, read when its read model was at `read_at`."""
+    return View(position if read_at is None else read_at, position)
+
+
+async def test_a_view_read_again_unchanged_is_not_sent_again() -> None:
+    slot = Slot()
+    slot.offer("k", view(5, read_at=7))
+    assert (await slot.next()).position == 7
+    slot.offer("k", view(5, read_at=9))  # the read model moved on; this view did not
+    slot.offer("k", view(8, read_at=12))
+    sent = await slot.next()
+    assert (sent.changed, sent.position) == (8, 12)
+    assert not slot._pending
 
 
 async def test_a_slow_subscriber_holds_one_view_per_key_and_gets_the_newest() -> None:

@@ -62,5 +62,5 @@ def test_ratings_count_and_average_each_review() -> None:
         event = review.ReviewPosted(f"r{position}", "SKU-1", f"c{position}", stars, "", NOW)
         row = projection.evolve(row, event, recorded(position))
     assert row == {"sku": "SKU-1", "review_count": 3, "rating_sum": 12, "position": 3}
-    view = RatingView.of(row)
-    assert view.rating == 4.0 and RatingView("X", 0, 0, 0).rating is None
+    view = RatingView.of({**row, "read_position": 3})
+    assert view.rating == 4.0 and RatingView("X", 0, 0, 0, 0).rating is None
