@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql, /healthz, /readyz."""
+"""The ASGI application: /graphql (GraphiQL for a browser), /healthz, /readyz, and the
+live dashboard at / with its assets under /static."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from application.auth import TokenVerifier
 from application.shop import Shop
 from eventgraph.config import Settings
+from eventgraph.pages import Assets, dashboard, graphql_or_graphiql
 from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, open_runtime
 from projections import READ_MODELS
@@ -22,7 +24,6 @@ from schema import build_schema
 from schema.context import Services
 from schema.cursors import Cursors
 from schema.executor import Executor
-from transport.http import graphql_http
 from transport.origins import Origins
 from transport.state import Serving, TransportState
 from transport.ws import graphql_ws
@@ -99,8 +100,10 @@ def create_app(
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/graphql", graphql_http, methods=["GET", "POST"]),
+        Route("/graphql", graphql_or_graphiql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws),
+        Route("/", dashboard),
+        Mount("/static", Assets()),
     ]
     state = AppState(settings, TransportState(settings.max_connections_per_user, origins))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=origins.middleware())

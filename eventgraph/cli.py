@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -107,7 +109,28 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"eventgraph token: {exc}", file=sys.stderr)
         return 2
-    print(token)
+    if not args.open:
+        print(token)
+        return 0
+    if not re.fullmatch(r"https?://[^\s/?#]+/?", args.url):
+        print("eventgraph token: --url must be the server's http(s) address", file=sys.stderr)
+        return 2
+    # The token rides in the fragment: browsers never send it to a server or a log, and the
+    # page keeps it for its tab only (sessionStorage), then takes it off the address bar.
+    url = f"{args.url.rstrip('/')}/#token={token}"
+    print(url)
+    if (
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or sys.platform
+        in (
+            "darwin",
+            "win32",
+        )
+    ):
+        import webbrowser
+
+        webbrowser.open(url)
     return 0
 
 
@@ -155,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="customer or staff id")
     token.add_argument("--role", required=True, choices=ROLES)
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    token.add_argument(
+        "--open",
+        action="store_true",
+        help="print a URL that signs the dashboard in (opened when a desktop is at hand)",
+    )
+    token.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the server's address, for --open"
+    )
     token.set_defaults(run=_token)
 
     commands.add_parser("schema", help="print the GraphQL SDL").set_defaults(run=_schema)

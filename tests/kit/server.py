@@ -50,8 +50,9 @@ def _spawn(
     )
 
 
-def start_server(database_url: str, tmp: Path, **env: str) -> Server:
-    port = free_port()
+def start_server(database_url: str, tmp: Path, port: int | None = None, **env: str) -> Server:
+    """A running `eventgraph serve` on `database_url` (on a free port unless given)."""
+    port = port or free_port()
     log = tmp / f"server-{port}.log"
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = _spawn(port, database_url, tmp, out, env)

@@ -101,14 +101,13 @@ class Session(ABC):
                 await self.ws.send_text(text)
 
     async def drain(self) -> None:
-        """Server shutdown: end every subscription with `complete`, then close (1001)."""
-        ids = list(self.subscriptions)
+        """Server shutdown: stop every subscription and close with 1012 (service restart).
+        No `complete` is sent: the views are not over, and a client (graphql-ws retries on
+        1012) reconnects, to this server once it is back or to another replica, and
+        subscribes again, getting each current view first."""
         for task in self.subscriptions.values():
             task.cancel()
-        for op_id in ids:
-            with contextlib.suppress(Exception):
-                await self.send({"type": "complete", "id": op_id})
-        await self.close(1001, "Server shutting down")
+        await self.close(1012, "Server restarting: reconnect")
 
     async def run(self) -> None:
         expiry: asyncio.Task[None] | None = None
