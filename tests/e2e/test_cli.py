@@ -131,6 +131,18 @@ def test_token_uses_the_configured_secret(tmp_path: Path) -> None:
     assert cli("token", "--sub", "alice", "--role", "admin", env=env).returncode != 0
 
 
+def test_token_open_prints_a_url_that_signs_the_dashboard_in(tmp_path: Path) -> None:
+    env = clean_env(tmp_path) | {"EVENTGRAPH_JWT_SECRET": "s" * 40}
+    args = ("token", "--sub", "stella", "--role", "staff", "--open")
+    result = cli(*args, "--url", "https://shop.example:8443/", env=env)
+    url, _, bearer = result.stdout.strip().partition("#token=")
+    assert url == "https://shop.example:8443/"
+    assert verify_token("s" * 40, bearer).role == "staff"
+    for bad in ("javascript:alert(1)", "http://x/ #", "ftp://x", "http://x/path?q"):
+        refused = cli(*args, "--url", bad, env=env)
+        assert refused.returncode == 2 and "#token=" not in refused.stdout
+
+
 def test_migrate_is_repeatable(tmp_path: Path, database_url: str) -> None:
     env = clean_env(tmp_path) | {"DATABASE_URL": database_url}
     first = cli("migrate", env=env)
