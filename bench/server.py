@@ -14,6 +14,17 @@ from collections.abc import Iterator
 import httpx
 
 SECRET = "bench-secret-" + "x" * 32
+PIDS: dict[str, int] = {}
+"""The process id of each running server, by its URL (to read its memory)."""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid`."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise LookupError(pid)
 
 
 @contextlib.contextmanager
@@ -61,6 +72,7 @@ def running_server(database_url: str, **env: str) -> Iterator[str]:
                     time.sleep(0.1)
             else:
                 raise RuntimeError("the server did not start")
+            PIDS[url] = process.pid
             yield url
         finally:
             process.terminate()

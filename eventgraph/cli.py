@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import signal
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +92,26 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _server_address(url: str) -> bool:
+    """http(s)://host[:port][/] and nothing else: no user@ (a browser would read the host
+    after it), no path, query or fragment, nothing a browser would read another way."""
+    if not url.isascii() or any(c in url for c in "\\@ \t\r\n"):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not parts.query
+        and not parts.fragment
+        and not url.endswith(("?", "#"))
+    )
+
+
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     secret, _ = settings.resolve_jwt_secret()
     if args.ttl < 1:
@@ -112,8 +132,11 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     if not args.open:
         print(token)
         return 0
-    if not re.fullmatch(r"https?://[^\s/?#]+/?", args.url):
-        print("eventgraph token: --url must be the server's http(s) address", file=sys.stderr)
+    if not _server_address(args.url):
+        print(
+            "eventgraph token: --url must be the server's address, http(s)://host[:port]",
+            file=sys.stderr,
+        )
         return 2
     # The token rides in the fragment: browsers never send it to a server or a log, and the
     # page keeps it for its tab only (sessionStorage), then takes it off the address bar.

@@ -41,6 +41,11 @@ class Projection(Protocol):
         """DDL creating this projection's tables in `schema`."""
         ...
 
+    def create_indexes(self, schema: str) -> str:
+        """DDL creating this projection's indexes in `schema`, idempotent (IF NOT EXISTS): run
+        on every start against the live generation too, so a new index needs no rebuild."""
+        ...
+
     async def apply(
         self, conn: asyncpg.Connection, schema: str, events: Sequence[RecordedEvent]
     ) -> None:
@@ -70,6 +75,13 @@ class RowProjection:
     def create_tables(self, schema: str) -> str:
         cols = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in self.columns)
         return f"CREATE TABLE {schema}.{self.table} (\n  {cols},\n  PRIMARY KEY ({self.key})\n);"
+
+    def create_indexes(self, schema: str) -> str:
+        # Live views read the rows changed since a position (projections/slice.py).
+        return (
+            f"CREATE INDEX IF NOT EXISTS {self.table}_position_idx"
+            f" ON {schema}.{self.table} (position);"
+        )
 
     async def apply(
         self, conn: asyncpg.Connection, schema: str, events: Sequence[RecordedEvent]

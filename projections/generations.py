@@ -21,6 +21,9 @@ async def create_generation(
     await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     await conn.execute(f"CREATE SCHEMA {schema}")
     await conn.execute(projection.create_tables(schema))
+    indexes = projection.create_indexes(schema)
+    if indexes:
+        await conn.execute(indexes)
     return schema
 
 
@@ -35,10 +38,13 @@ async def ensure_projection(conn: asyncpg.Connection, projection: Projection) ->
     """Create the projection's first generation, its views and its checkpoint, once."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK)
-        exists = await conn.fetchval(
-            "SELECT 1 FROM eventgraph.projections WHERE name = $1", projection.name
+        generation = await conn.fetchval(
+            "SELECT generation FROM eventgraph.projections WHERE name = $1", projection.name
         )
-        if exists:
+        if generation is not None:
+            indexes = projection.create_indexes(schema_name(projection.name, generation))
+            if indexes:
+                await conn.execute(indexes)
             return
         schema = await create_generation(conn, projection, 1)
         await point_views(conn, projection, schema)

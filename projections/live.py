@@ -2,8 +2,9 @@
 from one bounded slot where the newest view wins, so a slow subscriber never makes the
 server's memory grow and always ends on the latest state.
 
-One refresh per projection advance serves every subscriber in this process: the views of all
-watched keys are read in one query and handed to each key's subscribers. What can be watched,
+One refresh per projection advance serves every subscriber in this process: the views of the
+watched keys that changed since the last refresh are read in one query and handed to each
+key's subscribers; nothing happens for a view that did not change. What can be watched,
 and how it is read, each read model declares (`LiveTopic`s in its module)."""
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ import asyncpg
 from projections.slice import LiveTopic, Loader, ReadModel, View
 from projections.watch import ProjectionWatch
 from support.background import BackgroundLoop
-from support.mailbox import Mailbox
+from support.mailbox import Mailbox, Overflow
 
 log = logging.getLogger(__name__)
+
+
+MAX_WAITING = 10_000
+"""Views one subscriber may have waiting (a feed's distinct orders): past it, its
+subscription ends with `FellBehind`, and the client subscribes again."""
+
+
+class FellBehind(Exception):
+    """A subscriber read its views so slowly that more than `MAX_WAITING` were waiting."""
 
 
 class Slot(Mailbox[Any]):
@@ -29,24 +39,44 @@ class Slot(Mailbox[Any]):
     view whose content did not change since the last one sent is not sent again, however far
     its read model moved meanwhile."""
 
-    def __init__(self) -> None:
+    FORGET_AFTER = 1_024
+
+    def __init__(self, low_water: Callable[[], int] = lambda: 0) -> None:
         # A view changed at position 0 reflects no event: it is not sent (the dashboard of an
         # empty log waits for its first order).
-        super().__init__(rank=lambda view: int(view.changed), floor=0)
+        super().__init__(rank=lambda view: int(view.changed), floor=0, capacity=MAX_WAITING)
+        self._low_water = low_water
 
     async def next(self) -> Any:
-        view = await self.take()
+        try:
+            view = await self.take()
+        except Overflow:
+            raise FellBehind(
+                f"more than {MAX_WAITING} views were waiting to be sent: subscribe again"
+            ) from None
         assert view is not None  # a slot is never closed
+        if len(self._taken) > self.FORGET_AFTER:  # a feed: keys it will not see again
+            self.forget_through(self._low_water())
         return view
 
 
 class Topic:
-    """The subscribers of one kind of view, by key, and how to read their views."""
+    """The subscribers of one kind of view, by key, and what has been read for them.
+
+    Every watched key has been read up to `since`: a refresh reads only what changed after it
+    (by the read model's index on position), so its cost follows what changed, not what is
+    watched, and a view that did not change reaches no subscriber. A key just subscribed to
+    is read from its own start (the position of the view its subscriber already holds) in the
+    next refresh, then joins the others: a refresh in flight when it arrived cannot make it
+    miss a change."""
 
     def __init__(self, load: Loader, slot_key: Callable[[Hashable, Any], Hashable]):
         self.load = load
         self.slot_key = slot_key
         self.subscribers: dict[Any, set[Slot]] = {}
+        self.since = 0
+        self._fresh: dict[Any, int] = {}
+        self._reading: dict[Any, int] = {}
         self._refreshing: asyncio.Task[None] | None = None
         self._again = False
 
@@ -56,26 +86,51 @@ class Topic:
             return
         self._refreshing = asyncio.create_task(self._refresh())
 
+    def low_water(self) -> int:
+        """Every view this topic will offer from now on changed after this position."""
+        return min([self.since, *self._fresh.values(), *self._reading.values()])
+
+    def _start_from(self, key: Any, position: int) -> None:
+        self._fresh[key] = min(self._fresh.get(key, position), position)
+
     async def _refresh(self) -> None:
         try:
             while True:
                 self._again = False
-                keys = list(self.subscribers)
-                if keys:
-                    try:
-                        for key, row in await self.load(keys):
-                            for slot in list(self.subscribers.get(key, ())):
-                                slot.offer(self.slot_key(key, row), row)
-                    except Exception as exc:  # the periodic refresh heals a failed one
-                        log.warning("live view refresh failed: %s", exc)
+                fresh = {k: s for k, s in self._fresh.items() if k in self.subscribers}
+                self._fresh, self._reading = {}, fresh
+                watched = [k for k in self.subscribers if k not in fresh]
+                if watched or fresh:
+                    await self._read(watched, fresh)
+                self._reading = {}
                 if not self._again:
                     return
         finally:
             self._refreshing = None
 
+    async def _read(self, watched: list[Any], fresh: dict[Any, int]) -> None:
+        try:
+            found = await self.load(watched, self.since, list(fresh.items()))
+        except Exception as exc:  # the periodic refresh heals a failed one
+            log.warning("live view refresh failed: %s", exc)
+            for key, start in fresh.items():
+                self._start_from(key, start)
+            return
+        for key, view in found.views:
+            for slot in list(self.subscribers.get(key, ())):
+                slot.offer(self.slot_key(key, view), view)
+        if not found.complete:  # a page limit: read on from where it stopped
+            self._again = True
+            for key, start in fresh.items():
+                if start > found.position:
+                    self._start_from(key, start)
+        if watched or found.position > self.since:
+            self.since = max(self.since, found.position)
+
     @contextlib.contextmanager
-    def subscribed(self, key: Any, slot: Slot) -> Any:
+    def subscribed(self, key: Any, slot: Slot, start: int) -> Any:
         self.subscribers.setdefault(key, set()).add(slot)
+        self._start_from(key, start)
         try:
             yield
         finally:
@@ -84,6 +139,7 @@ class Topic:
                 slots.discard(slot)
                 if not slots:
                     del self.subscribers[key]
+                    self._fresh.pop(key, None)
 
 
 class LiveViews:
@@ -123,21 +179,14 @@ class LiveViews:
                 for topic in topics:
                     topic.request_refresh()
 
-    def start_feed_at(self, spec: LiveTopic, position: int) -> None:
-        """A feed of changes (not of current views) that nobody watches yet begins at
-        `position`, the read model's position now."""
-        topic = self._topics[spec]
-        start_at = getattr(topic.load, "start_at", None)
-        if not topic.subscribers and start_at is not None:
-            start_at(position)
-
     async def watch(
-        self, spec: LiveTopic, key: Hashable, first: View | None
+        self, spec: LiveTopic, key: Hashable, first: View | None, start: int = 0
     ) -> AsyncGenerator[Any, None]:
-        """The view of `key`: `first` (if it exists yet), then every newer one."""
+        """The view of `key`: `first` (if it exists yet), then every one that changed after
+        it (after `start`, with no `first`: a feed from now on, or a view not there yet)."""
         topic = self._topics[spec]
-        slot = Slot()
-        with topic.subscribed(key, slot):
+        slot = Slot(topic.low_water)
+        with topic.subscribed(key, slot, first.position if first is not None else start):
             if first is not None:
                 slot.offer(key, first)
             topic.request_refresh()

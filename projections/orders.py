@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +22,7 @@ from domain.order import (
 )
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection
-from projections.slice import LiveTopic, ReadModel, by_key, read_position
+from projections.slice import LiveTopic, ReadModel, changed_rows, read_position
 
 NAME = "orders"
 ORDER_EVENTS = (OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded)
@@ -168,66 +167,18 @@ async def orders(
     return Page([OrderView.of(r) for r in rows[:limit]], len(rows) > limit)
 
 
-class OrderFeed:
-    """Orders that changed since the last read, of the watched customers (or every order, for
-    the feed keyed `EVERY_ORDER`). Positions only grow: a change applied later always carries
-    a higher position.
-
-    A feed delivers several orders from one read, and its messages must carry strictly
-    greater positions. Each view is stamped with the highest position it is known to reflect
-    as part of its customer's feed: the last one with the read model's position, each earlier
-    one with one before the next change in the same feed (nothing of that customer changed
-    in between). So a view stamped P reflects every event up to P, as for any view."""
-
-    def __init__(self, pool: asyncpg.Pool, *, by_customer: bool = True) -> None:
-        self._pool = pool
-        self._by_customer = by_customer
-        self.since = 0
-
-    def start_at(self, position: int) -> None:
-        """Where a feed nobody watches yet begins: at the read model's position now."""
-        self.since = position
-
-    async def __call__(self, customers: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
-        if self._by_customer:
-            rows = await self._pool.fetch(
-                f"SELECT *, {read_position(NAME)} FROM readmodel.orders"
-                " WHERE customer_id = any($1::text[]) AND position > $2"
-                " ORDER BY position LIMIT 1000",
-                list(customers),
-                self.since,
-            )
-        else:
-            rows = await self._pool.fetch(
-                f"SELECT *, {read_position(NAME)} FROM readmodel.orders"
-                " WHERE position > $1 ORDER BY position LIMIT 1000",
-                self.since,
-            )
-        if not rows:
-            return []
-        # A full page ends at its last row's change, not at the read model's position.
-        read_at = rows[-1]["read_position"] if len(rows) < 1000 else rows[-1]["position"]
-        self.since = max(self.since, rows[-1]["position"])
-        next_change: dict[str, int] = {}
-        stamped: list[tuple[Hashable, Any]] = []
-        for row in reversed(rows):
-            customer = row["customer_id"] if self._by_customer else EVERY_ORDER
-            stamp = next_change.get(customer, read_at + 1) - 1
-            next_change[customer] = row["position"]
-            stamped.append((customer, OrderView.of(row, position=stamp)))
-        stamped.reverse()
-        return stamped
-
-
-BY_ID = LiveTopic("order by id", by_key(NAME, "orders", "order_id", OrderView.of))
+BY_ID = LiveTopic("order by id", changed_rows(NAME, "orders", "order_id", OrderView.of))
 BY_CUSTOMER = LiveTopic(
-    "orders by customer", OrderFeed, slot_key=lambda _customer, view: view.order_id
+    "orders by customer",
+    changed_rows(NAME, "orders", "customer_id", OrderView.of),
+    slot_key=lambda _customer, view: view.order_id,
 )
-EVERY_ORDER = "*"
+"""A feed: every change to the watched customers' orders, one slot per order."""
 ALL = LiveTopic(
     "every order",
-    lambda pool: OrderFeed(pool, by_customer=False),
+    changed_rows(NAME, "orders", None, OrderView.of),
     slot_key=lambda _key, view: view.order_id,
 )
+"""A feed of every change to every order (key `EVERY`)."""
 
 READ_MODEL = ReadModel(OrdersProjection(), (BY_ID, BY_CUSTOMER, ALL))

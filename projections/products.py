@@ -14,7 +14,7 @@ from domain.aggregate import DomainEvent
 from domain.product import InventoryUpdated, ProductRegistered
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection
-from projections.slice import LiveTopic, ReadModel, by_key, read_position
+from projections.slice import LiveTopic, ReadModel, changed_rows, read_position
 
 NAME = "products"
 
@@ -37,14 +37,14 @@ class ProductView:
         return self.on_hand - self.reserved
 
     @classmethod
-    def of(cls, row: asyncpg.Record | dict[str, Any]) -> ProductView:
+    def of(cls, row: asyncpg.Record | dict[str, Any], position: int | None = None) -> ProductView:
         return cls(
             row["sku"],
             row["name"],
             row["unit_price"],
             row["on_hand"],
             row["reserved"],
-            row["read_position"],
+            row["read_position"] if position is None else position,
             row["updated_at"],
             row["position"],
         )
@@ -105,6 +105,6 @@ async def products(pool: asyncpg.Pool, after_sku: str | None, limit: int) -> Pag
     return Page([ProductView.of(r) for r in rows[:limit]], len(rows) > limit)
 
 
-BY_SKU = LiveTopic("product by sku", by_key(NAME, "products", "sku", ProductView.of))
+BY_SKU = LiveTopic("product by sku", changed_rows(NAME, "products", "sku", ProductView.of))
 
 READ_MODEL = ReadModel(ProductsProjection(), (BY_SKU,))

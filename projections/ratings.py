@@ -12,7 +12,7 @@ from domain.aggregate import DomainEvent
 from domain.review import ReviewPosted
 from eventstore.events import RecordedEvent
 from projections.base import Row, RowProjection
-from projections.slice import LiveTopic, ReadModel, by_key, read_position
+from projections.slice import LiveTopic, ReadModel, changed_rows, read_position
 
 NAME = "ratings"
 
@@ -33,12 +33,12 @@ class RatingView:
         return round(self.rating_sum / self.review_count, 2) if self.review_count else None
 
     @classmethod
-    def of(cls, row: asyncpg.Record | dict[str, Any]) -> RatingView:
+    def of(cls, row: asyncpg.Record | dict[str, Any], position: int | None = None) -> RatingView:
         return cls(
             row["sku"],
             row["review_count"],
             row["rating_sum"],
-            row["read_position"],
+            row["read_position"] if position is None else position,
             row["position"],
         )
 
@@ -88,6 +88,6 @@ async def rating(pool: asyncpg.Pool, sku: str) -> RatingView | None:
     return None if row is None else RatingView.of(row)
 
 
-BY_SKU = LiveTopic("rating by sku", by_key(NAME, "product_ratings", "sku", RatingView.of))
+BY_SKU = LiveTopic("rating by sku", changed_rows(NAME, "product_ratings", "sku", RatingView.of))
 
 READ_MODEL = ReadModel(RatingsProjection(), (BY_SKU,))

@@ -22,7 +22,7 @@ from domain.order import (
     PaymentRefunded,
 )
 from eventstore.events import RecordedEvent
-from projections.slice import LiveTopic, Loader, ReadModel
+from projections.slice import Changes, LiveTopic, Loader, ReadModel
 
 NAME = "sales"
 
@@ -97,6 +97,9 @@ class SalesProjection:
         CREATE INDEX ON {schema}.sales_products (units_sold DESC, sku);
         CREATE TABLE {schema}.sales_orders (order_id text PRIMARY KEY, lines jsonb NOT NULL);
         """
+
+    def create_indexes(self, schema: str) -> str:
+        return ""
 
     async def apply(
         self, conn: asyncpg.Connection, schema: str, events: Sequence[RecordedEvent]
@@ -204,8 +207,12 @@ async def top_products(pool: asyncpg.Pool, limit: int) -> list[ProductSalesView]
 
 
 def _dashboard(pool: asyncpg.Pool) -> Loader:
-    async def load(_keys: Sequence[Hashable]) -> list[tuple[Hashable, Any]]:
-        return [(DASHBOARD_KEY, await dashboard(pool))]
+    async def load(
+        _watched: Sequence[Hashable], _since: int, _fresh: Sequence[tuple[Hashable, int]]
+    ) -> Changes:
+        # One row: read it whole; a subscriber's slot drops it when it has not changed.
+        view = await dashboard(pool)
+        return Changes(view.position, [(DASHBOARD_KEY, view)])
 
     return load
 

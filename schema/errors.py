@@ -12,6 +12,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from application.auth import AuthError
 from domain.errors import DomainError
 from eventstore.events import InvalidEventError
+from projections.live import FellBehind
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def error_code(error: GraphQLError) -> str:
         return "BAD_REQUEST"
     if isinstance(cause, TimeoutError):
         return "TIMEOUT"
-    if isinstance(cause, CONNECTION_LOST):
+    if isinstance(cause, (*CONNECTION_LOST, FellBehind)):
         return "UNAVAILABLE"
     if isinstance(cause, UNSTORABLE):
         return "BAD_USER_INPUT"
@@ -73,7 +74,9 @@ def error_code(error: GraphQLError) -> str:
 def format_error(error: GraphQLError) -> dict[str, Any]:
     code = error_code(error)
     formatted: dict[str, Any] = dict(error.formatted)
-    if code == "UNAVAILABLE":
+    if code == "UNAVAILABLE" and isinstance(error.original_error, FellBehind):
+        log.warning("a subscriber fell behind in %s: %s", error.path, error.original_error)
+    elif code == "UNAVAILABLE":
         log.warning("database connection lost in %s: %r", error.path, error.original_error)
         formatted["message"] = (
             "The database connection was lost; retry (a command with the same idempotencyKey"

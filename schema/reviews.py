@@ -101,9 +101,12 @@ class ReviewSubscription:
         info.context.require_user()
         values.sku(sku)
         live = info.context.services.live
+        # Known to be reached before the read: with no review found, a position it reflects.
+        unrated_at = info.context.services.watch.position(ratings.NAME)
         first = await ratings.rating(info.context.pool, sku)
         if first is None:
-            yield ProductRating.of(sku, None, info.context.services.watch.position(ratings.NAME))
-        async with contextlib.aclosing(live.watch(ratings.BY_SKU, sku, first)) as views:
+            yield ProductRating.of(sku, None, unrated_at)
+        watching = live.watch(ratings.BY_SKU, sku, first, start=unrated_at)
+        async with contextlib.aclosing(watching) as views:
             async for view in views:
                 yield ProductRating.of(sku, view)

@@ -12,6 +12,7 @@ import strawberry
 from domain import ids, values
 from eventstore.notify import Signal
 from projections import orders, products, sales
+from projections.slice import EVERY
 from schema.context import Info
 from schema.errors import CONNECTION_LOST
 from schema.query import SalesDashboard, event_filter, given
@@ -51,8 +52,9 @@ class Subscription:
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
         actor = info.context.actor
         live = info.context.services.live
-        live.start_feed_at(orders.BY_CUSTOMER, info.context.services.watch.position(orders.NAME))
-        async with contextlib.aclosing(live.watch(orders.BY_CUSTOMER, actor.id, None)) as views:
+        now = info.context.services.watch.position(orders.NAME)
+        feed = live.watch(orders.BY_CUSTOMER, actor.id, None, start=now)
+        async with contextlib.aclosing(feed) as views:
             async for view in views:
                 yield Order.from_view(view)
 
@@ -62,8 +64,8 @@ class Subscription:
     async def orders(self, info: Info) -> AsyncGenerator[Order, None]:
         info.context.actor.require_staff()
         live = info.context.services.live
-        live.start_feed_at(orders.ALL, info.context.services.watch.position(orders.NAME))
-        async with contextlib.aclosing(live.watch(orders.ALL, orders.EVERY_ORDER, None)) as views:
+        now = info.context.services.watch.position(orders.NAME)
+        async with contextlib.aclosing(live.watch(orders.ALL, EVERY, None, start=now)) as views:
             async for view in views:
                 yield Order.from_view(view)
 

@@ -138,7 +138,17 @@ def test_token_open_prints_a_url_that_signs_the_dashboard_in(tmp_path: Path) -> 
     url, _, bearer = result.stdout.strip().partition("#token=")
     assert url == "https://shop.example:8443/"
     assert verify_token("s" * 40, bearer).role == "staff"
-    for bad in ("javascript:alert(1)", "http://x/ #", "ftp://x", "http://x/path?q"):
+    bad_addresses = (
+        "javascript:alert(1)",
+        "http://x/ #",
+        "ftp://x",
+        "http://x/path?q",
+        "http://shop.example@evil.example",
+        "http://shop.example\\@evil.example",
+        "http://x:99999",
+        "http://x?",
+    )
+    for bad in bad_addresses:
         refused = cli(*args, "--url", bad, env=env)
         assert refused.returncode == 2 and "#token=" not in refused.stdout
 

@@ -13,8 +13,21 @@ const $ = (id) => document.getElementById(id);
 function takeToken() {
   const match = window.location.hash.match(/(?:^#|&)token=([^&]+)/);
   if (match) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
     history.replaceState(null, "", window.location.pathname + window.location.search);
+    let offered = null;
+    try {
+      offered = decodeURIComponent(match[1]);
+    } catch {
+      offered = null; // a mangled link: ignore it
+    }
+    const held = sessionStorage.getItem(TOKEN_KEY);
+    const heldClaims = held && claimsOf(held);
+    const offeredClaims = offered && claimsOf(offered);
+    // A link must not silently swap the account this tab is signed in as.
+    const swaps = heldClaims && offeredClaims && heldClaims.sub !== offeredClaims.sub;
+    if (offeredClaims && (!swaps || window.confirm(`Sign in as ${offeredClaims.sub} instead of ${heldClaims.sub}?`))) {
+      sessionStorage.setItem(TOKEN_KEY, offered);
+    }
   }
   return sessionStorage.getItem(TOKEN_KEY);
 }
@@ -346,7 +359,10 @@ function renderChart() {
 
 // ---- the sales dashboard
 
+let salesPosition = 0;
 function renderSales(d) {
+  if (d.position <= salesPosition) return; // an older view never replaces a newer one
+  salesPosition = d.position;
   for (const field of ["ordersPlaced", "ordersPaid", "ordersShipped", "ordersCancelled"]) {
     $(field).textContent = d[field];
   }

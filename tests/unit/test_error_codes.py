@@ -1,0 +1,26 @@
+"""The contract's error code for what can go wrong under a request."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from graphql import GraphQLError
+
+from projections.live import FellBehind
+from schema.errors import error_code, format_error
+
+
+@pytest.mark.parametrize(
+    ("cause", "code"),
+    [
+        (OSError("connection reset"), "UNAVAILABLE"),
+        (asyncpg.InterfaceError("connection is closed"), "UNAVAILABLE"),
+        (FellBehind("more than 10000 views were waiting"), "UNAVAILABLE"),
+        (TimeoutError("the products read model had not reached 9"), "TIMEOUT"),
+        (RuntimeError("a bug"), "INTERNAL_SERVER_ERROR"),
+    ],
+)
+def test_each_failure_has_its_code(cause: Exception, code: str) -> None:
+    error = GraphQLError(str(cause), original_error=cause)
+    assert error_code(error) == code
+    assert format_error(error)["extensions"]["code"] == code
