@@ -60,8 +60,40 @@ async def bench_broadcast(request: Request) -> JSONResponse:
     return JSONResponse({"sent": len(clients)})
 
 
+def log_gc_pauses(path: str) -> None:
+    """Write every garbage collection over 10 ms to `path` (BENCH_GC_LOG): to tell a pause
+    of the collector from one of the database or the machine."""
+    import gc
+    import time
+
+    started: list[float] = []
+
+    def timing(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            ms = (time.perf_counter() - started[0]) * 1000
+            if ms > 10:
+                tracked = len(gc.get_objects()) if info["generation"] == 2 else 0
+                with open(path, "a") as out:
+                    out.write(
+                        f"{time.time():.3f} gen{info['generation']} {ms:.0f} ms"
+                        f" {tracked} objects tracked\n"
+                    )
+
+    gc.callbacks.append(timing)
+
+
 def create() -> Starlette:
     """`DATABASE_URL` must be set: the benchmarks bring their own database."""
+    import os
+
+    if os.environ.get("BENCH_GC_LOG"):
+        log_gc_pauses(os.environ["BENCH_GC_LOG"])
+    if os.environ.get("BENCH_GC_THRESHOLDS"):
+        import gc
+
+        gc.set_threshold(*(int(n) for n in os.environ["BENCH_GC_THRESHOLDS"].split(",")))
     settings = Settings.from_env()
     assert settings.database_url, "DATABASE_URL"
     app = create_app(settings.database_url, settings)

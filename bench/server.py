@@ -36,9 +36,13 @@ def running_server(database_url: str, **env: str) -> Iterator[str]:
     with tempfile.TemporaryDirectory() as tmp:
         # The production app plus the benchmarks' baseline endpoints (bench/app.py), with
         # the settings `eventgraph serve` gives uvicorn.
+        # BENCH_SERVER_CHECKOUT: run the server of another checkout (its own .venv), to
+        # measure an earlier version with the same client in the same run.
+        checkout = os.environ.get("BENCH_SERVER_CHECKOUT")
+        python = os.path.join(checkout, ".venv", "bin", "python") if checkout else sys.executable
         process = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
                 "uvicorn",
                 "--factory",
@@ -61,6 +65,7 @@ def running_server(database_url: str, **env: str) -> Iterator[str]:
             },
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(tmp, "log"), "wb"),  # noqa: SIM115
+            cwd=checkout or None,
         )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -137,6 +137,7 @@ await new Promise((r) => setTimeout(r, 3000)); // stragglers
 
 // ---- figures
 const delivery = [];
+const bySecond = [];
 let missed = 0;
 for (const order of orders) {
   if (order.position === null) continue;
@@ -150,7 +151,12 @@ for (const order of orders) {
       else lo = mid + 1;
     }
     if (lo === positions.length) missed += 1;
-    else delivery.push(Math.max(0, times[lo] - order.sent));
+    else {
+      const ms = Math.max(0, times[lo] - order.sent);
+      delivery.push(ms);
+      const second = Math.floor((order.sent - started) / 1000);
+      (bySecond[second] ??= []).push(ms);
+    }
   }
 }
 delivery.sort((a, b) => a - b);
@@ -174,6 +180,8 @@ say({
   deliveries: delivery.length,
   missed,
   outOfOrder,
+  // the worst delivery of the orders sent in each second of the load: when stalls happen
+  maxMsBySecond: bySecond.map((ms) => Math.round(Math.max(...ms))),
 });
 for (const ws of sockets) ws.terminate();
 process.exit(0);
