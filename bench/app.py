@@ -60,6 +60,16 @@ async def bench_broadcast(request: Request) -> JSONResponse:
     return JSONResponse({"sent": len(clients)})
 
 
+async def bench_objects(_request: Request) -> JSONResponse:
+    """The objects the garbage collector tracks, by type, most numerous first: where the
+    per-connection objects (and full-collection pauses) come from."""
+    import collections
+    import gc
+
+    counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    return JSONResponse({"total": sum(counts.values()), "byType": counts.most_common(40)})
+
+
 def log_gc_pauses(path: str) -> None:
     """Write every garbage collection over 10 ms to `path` (BENCH_GC_LOG): to tell a pause
     of the collector from one of the database or the machine."""
@@ -99,6 +109,7 @@ def create() -> Starlette:
     app = create_app(settings.database_url, settings)
     app.state.bench_clients = set()
     app.router.add_route("/bench/product", bench_product)
+    app.router.add_route("/bench/objects", bench_objects)
     app.router.add_route("/bench/broadcast", bench_broadcast, methods=["POST"])
     app.router.add_websocket_route("/bench/ws", bench_ws)
     return app

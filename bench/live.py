@@ -19,6 +19,8 @@ import json
 import resource
 from pathlib import Path
 
+import httpx
+
 from application.auth import mint_token
 from bench.common import fresh_database, machine, server
 from bench.server import PIDS, SECRET, rss_bytes, running_server
@@ -38,6 +40,8 @@ async def run(subscribers: int, rate: float, seconds: float) -> dict[str, object
             with running_server(url) as base:
                 pid = PIDS[base]
                 idle = rss_bytes(pid)
+                async with httpx.AsyncClient(timeout=60) as http:
+                    objects_idle = (await http.get(base + "/bench/objects")).json()
                 client = await asyncio.create_subprocess_exec(
                     "node",
                     str(NODE / "live.mjs"),
@@ -59,9 +63,18 @@ async def run(subscribers: int, rate: float, seconds: float) -> dict[str, object
                         subscribed = rss_bytes(pid)
                         result["serverRssIdleMiB"] = round(idle / 2**20, 1)
                         result["serverRssSubscribedMiB"] = round(subscribed / 2**20, 1)
-                        result["bytesPerSubscription"] = round(
-                            (subscribed - idle) / max(1, subscribers - int(message["failed"]))
+                        connected = max(1, subscribers - int(message["failed"]))
+                        result["bytesPerSubscription"] = round((subscribed - idle) / connected)
+                        async with httpx.AsyncClient(timeout=60) as http:
+                            objects = (await http.get(base + "/bench/objects")).json()
+                        before = dict(objects_idle["byType"])
+                        result["trackedObjectsPerSubscription"] = round(
+                            (objects["total"] - objects_idle["total"]) / connected, 1
                         )
+                        result["trackedPerSubscriptionByType"] = {
+                            name: round((count - before.get(name, 0)) / connected, 2)
+                            for name, count in objects["byType"][:25]
+                        }
                     else:
                         result.update(message)
                 await client.wait()

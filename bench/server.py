@@ -53,6 +53,8 @@ def running_server(database_url: str, **env: str) -> Iterator[str]:
                 "65536",
                 "--log-level",
                 "warning",
+                # BENCH_WS: uvicorn's WebSocket implementation, to compare them on figures
+                *(["--ws", os.environ["BENCH_WS"]] if os.environ.get("BENCH_WS") else []),
             ],
             env={
                 **os.environ,
