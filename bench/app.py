@@ -66,8 +66,28 @@ async def bench_objects(_request: Request) -> JSONResponse:
     import collections
     import gc
 
-    counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
-    return JSONResponse({"total": sum(counts.values()), "byType": counts.most_common(40)})
+    objects = gc.get_objects()
+    counts = collections.Counter(type(o).__qualname__ for o in objects)
+    kind = _request.query_params.get("referrers")
+    referrers: collections.Counter[str] = collections.Counter()
+    if kind:  # who holds the objects of this type (a sample of 2,000)
+        sample = [o for o in objects if type(o).__qualname__ == kind][-2000:]
+        for o in sample:
+            for r in gc.get_referrers(o):
+                if r is not sample and r is not objects:
+                    name = type(r).__qualname__
+                    if isinstance(r, dict):
+                        name += ":" + ",".join(sorted(str(k) for k in list(r)[:4]))
+                    elif hasattr(r, "cr_code"):
+                        name += ":" + r.cr_code.co_qualname
+                    referrers[name[:100]] += 1
+    return JSONResponse(
+        {
+            "total": sum(counts.values()),
+            "byType": counts.most_common(40),
+            "referrers": referrers.most_common(15),
+        }
+    )
 
 
 def log_gc_pauses(path: str) -> None:

@@ -11,6 +11,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from application.auth import TokenVerifier
 from application.shop import Shop
@@ -36,6 +38,19 @@ class AppState:
     settings: Settings
     transport: TransportState
     runtime: Runtime | None = None
+
+
+class EventGraphApp(Starlette):
+    """Starlette, but a GraphQL WebSocket goes straight to its handler: the HTTP middleware
+    (error pages, CORS, which pass WebSockets through anyway) and the router would otherwise
+    each keep a coroutine frame alive for every open socket, for its whole life."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/graphql":
+            scope["app"] = self
+            await graphql_ws(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
 
 
 def host_state(app: Starlette) -> AppState:
@@ -106,7 +121,7 @@ def create_app(
         Mount("/static", Assets()),
     ]
     state = AppState(settings, TransportState(settings.max_connections_per_user, origins))
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=origins.middleware())
+    app = EventGraphApp(routes=routes, lifespan=lifespan, middleware=origins.middleware())
     app.state.host = state
     app.state.transport = state.transport
     return app

@@ -41,11 +41,14 @@ class Slot(Mailbox[Any]):
 
     FORGET_AFTER = 1_024
 
-    def __init__(self, low_water: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, low_water: Callable[[], int] = lambda: 0, floor: int = 0) -> None:
         # A view changed at position 0 reflects no event: it is not sent (the dashboard of an
         # empty log waits for its first order).
-        super().__init__(rank=lambda view: int(view.changed), floor=0, capacity=MAX_WAITING)
+        super().__init__(
+            rank=lambda view: int(view.changed), floor=max(0, floor), capacity=MAX_WAITING
+        )
         self._low_water = low_water
+        self._forget_at = self.FORGET_AFTER
 
     async def next(self) -> Any:
         try:
@@ -55,8 +58,9 @@ class Slot(Mailbox[Any]):
                 f"more than {MAX_WAITING} views were waiting to be sent: subscribe again"
             ) from None
         assert view is not None  # a slot is never closed
-        if len(self._taken) > self.FORGET_AFTER:  # a feed: keys it will not see again
+        if len(self._taken) > self._forget_at:  # a feed: keys it will not see again
             self.forget_through(self._low_water())
+            self._forget_at = max(self.FORGET_AFTER, 2 * len(self._taken))
         return view
 
 
@@ -100,9 +104,15 @@ class Topic:
                 fresh = {k: s for k, s in self._fresh.items() if k in self.subscribers}
                 self._fresh, self._reading = {}, fresh
                 watched = [k for k in self.subscribers if k not in fresh]
-                if watched or fresh:
-                    await self._read(watched, fresh)
-                self._reading = {}
+                try:
+                    if watched or fresh:
+                        await self._read(watched, fresh)
+                except BaseException:  # cancelled: the keys just watched still need reading
+                    for key, start in self._reading.items():
+                        self._start_from(key, start)
+                    raise
+                finally:
+                    self._reading = {}
                 if not self._again:
                     return
         finally:
@@ -121,14 +131,21 @@ class Topic:
                 slot.offer(self.slot_key(key, view), view)
         if not found.complete:  # a page limit: read on from where it stopped
             self._again = True
-            for key, start in fresh.items():
-                if start > found.position:
-                    self._start_from(key, start)
-        if watched or found.position > self.since:
-            self.since = max(self.since, found.position)
+        # Watched keys are now read up to `since`; a key just watched, up to where this
+        # read went or its own start: one still behind `since` stays apart until it caught up.
+        since = max(self.since, found.position)
+        for key, start in fresh.items():
+            read_to = max(start, found.position)
+            if read_to < since:
+                self._start_from(key, read_to)
+        self.since = since
 
     @contextlib.contextmanager
     def subscribed(self, key: Any, slot: Slot, start: int) -> Any:
+        if key in self.subscribers or key in self._reading:
+            # Its earlier subscribers have been read up to `since` (or their own start): a
+            # re-read from the new subscriber's start alone would skip what lies between.
+            start = min(start, self.since, self._reading.get(key, start))
         self.subscribers.setdefault(key, set()).add(slot)
         self._start_from(key, start)
         try:
@@ -185,7 +202,9 @@ class LiveViews:
         """The view of `key`: `first` (if it exists yet), then every one that changed after
         it (after `start`, with no `first`: a feed from now on, or a view not there yet)."""
         topic = self._topics[spec]
-        slot = Slot(topic.low_water)
+        # A feed (no first view) starts after `start`: what others' reads bring from before
+        # it is not for this subscriber.
+        slot = Slot(topic.low_water, floor=0 if first is not None else start)
         with topic.subscribed(key, slot, first.position if first is not None else start):
             if first is not None:
                 slot.offer(key, first)

@@ -111,7 +111,9 @@ def changed_rows(
             rows = await pool.fetch(
                 sql, list(watched), since, [k for k, _ in fresh], [s for _, s in fresh]
             )
-            read_at = int(rows[0]["read_position"] or 0) if rows else 0
+            if not rows:  # no checkpoint row: nothing was read
+                raise LookupError(f"read model {model} is not set up")
+            read_at = int(rows[0]["read_position"])
             rows = [r for r in rows if r["position"] is not None]
             complete = len(rows) < page
             end = read_at if complete else rows[-1]["position"]

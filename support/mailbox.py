@@ -6,6 +6,8 @@ its key is dropped, so a reader never goes back in time."""
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -27,6 +29,10 @@ class Mailbox(Generic[V]):
         self._floor = floor
         self._capacity = capacity
         self._pending: dict[Hashable, V] = {}
+        self._order: list[tuple[int, int, Hashable]] = []
+        """(rank, sequence, key) of what is pending, lowest rank first; an entry whose key
+        now holds a newer item is stale and passed over."""
+        self._sequence = itertools.count()
         self._taken: dict[Hashable, int] = {}
         self._ready = asyncio.Event()
         self._closed = False
@@ -43,6 +49,12 @@ class Mailbox(Generic[V]):
             return
         if held is None or self._rank(held) < rank:
             self._pending[key] = item
+            heapq.heappush(self._order, (rank, next(self._sequence), key))
+            if len(self._order) > 2 * len(self._pending) + 16:  # mostly stale: rebuild
+                self._order = [
+                    (self._rank(v), next(self._sequence), k) for k, v in self._pending.items()
+                ]
+                heapq.heapify(self._order)
             self._ready.set()
 
     def forget_through(self, rank: int) -> None:
@@ -68,7 +80,11 @@ class Mailbox(Generic[V]):
             await self._ready.wait()
             if self._overflowed:
                 raise Overflow(f"more than {self._capacity} items were waiting")
-        key, item = min(self._pending.items(), key=lambda entry: self._rank(entry[1]))
+        while True:
+            rank, _, key = heapq.heappop(self._order)
+            item = self._pending.get(key)
+            if item is not None and self._rank(item) == rank:
+                break
         del self._pending[key]
         self._taken[key] = self._rank(item)
         return item

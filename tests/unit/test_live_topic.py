@@ -23,17 +23,19 @@ class View:
 
 
 class Table:
-    """Rows by key, each with the position of its last change, and the model's position."""
+    """Rows, each under a key (its own, or a feed's: a customer's orders), with the position
+    of its last change, and the model's position."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, int] = {}
+        self.rows: dict[str, tuple[str, int]] = {}
         self.position = 0
         self.reads: list[tuple[list[Hashable], int, dict[Hashable, int]]] = []
         self.hold: asyncio.Event | None = None
+        self.page = 1_000
 
-    def change(self, key: str) -> None:
+    def change(self, row: str, key: str | None = None) -> None:
         self.position += 1
-        self.rows[key] = self.position
+        self.rows[row] = (key or row, self.position)
 
     async def load(
         self, watched: Sequence[Hashable], since: int, fresh: Sequence[tuple[Hashable, int]]
@@ -43,11 +45,15 @@ class Table:
         at = self.position  # the snapshot is taken when the read starts
         found = sorted(
             (changed, key)
-            for key, changed in self.rows.items()
+            for key, changed in self.rows.values()
             if key in starts and starts[key] < changed <= at
         )
         if self.hold is not None:
             await self.hold.wait()
+        if len(found) > self.page:  # a page limit: read up to the last row returned
+            found = found[: self.page]
+            at = found[-1][0]
+            return Changes(at, [(k, View(k, c, at)) for c, k in found], complete=False)
         return Changes(at, [(key, View(key, changed, at)) for changed, key in found])
 
 
@@ -95,17 +101,51 @@ async def test_a_key_watched_during_a_read_in_flight_misses_no_change() -> None:
             assert (await asyncio.wait_for(b.next(), 5)).changed == 2
 
 
+async def test_a_second_subscriber_of_a_key_costs_the_first_nothing() -> None:
+    table = Table()
+    topic = Topic(table.load, lambda key, _view: key)
+    first, second = Slot(topic.low_water), Slot(topic.low_water)
+    with topic.subscribed("A", first, 0):
+        topic.request_refresh()
+        await settle()  # read up to 0: nothing yet
+        table.change("A")  # position 1, not read by the topic yet ...
+        with topic.subscribed("A", second, 1):  # ... but already in the second one's first view
+            topic.request_refresh()
+            await settle()
+            assert (await asyncio.wait_for(first.next(), 5)).changed == 1
+
+
+async def test_a_page_cut_below_the_topics_position_reads_on_for_the_key_behind() -> None:
+    table = Table()
+    topic = Topic(table.load, lambda _key, view: view.changed)  # a feed: a slot per change
+    table.page = 2
+    for order in ("o1", "o2", "o3"):
+        table.change(order, "old")  # a feed's rows at positions 1, 2, 3
+    table.change("other")  # position 4
+    watcher = Slot(topic.low_water)
+    with topic.subscribed("other", watcher, 0):
+        topic.request_refresh()
+        await settle()
+        assert topic.since == 4
+        late = Slot(topic.low_water)
+        with topic.subscribed("old", late, 0):  # read from 0 in pages of 2: 1, 2 then 3
+            topic.request_refresh()
+            await settle()
+            got = [(await asyncio.wait_for(late.next(), 5)).changed for _ in range(3)]
+            assert got == [1, 2, 3]
+
+
 async def test_a_feed_forgets_keys_it_will_not_see_again() -> None:
     table = Table()
     topic = Topic(table.load, lambda _key, view: view.changed)  # one slot key per change
     slot = Slot(topic.low_water)
     with topic.subscribed("feed", slot, 0):
         for _ in range(3_000):
-            table.rows["feed"] = table.position = table.position + 1
+            table.change("order", "feed")
             topic.request_refresh()
             await settle()
-            await slot.next()
-        assert len(slot._taken) <= Slot.FORGET_AFTER + 1
+            await asyncio.wait_for(slot.next(), 5)
+        assert len(slot._taken) <= 2 * Slot.FORGET_AFTER
 
 
 async def test_a_subscriber_too_far_behind_is_told_to_subscribe_again() -> None:

@@ -74,6 +74,10 @@ def parse_subscribe(message: dict[str, Any], running: Collection[str]) -> Subscr
     return Subscribe(id=op_id, query=query, variables=variables, operation_name=operation_name)
 
 
+_EXPIRING: set[asyncio.Task[None]] = set()
+"""Sessions closing because their token expired (held so the tasks are not collected)."""
+
+
 class Session(ABC):
     protocol: ClassVar[str]
     NEXT: ClassVar[str]
@@ -110,14 +114,14 @@ class Session(ABC):
         await self.close(1012, "Server restarting: reconnect")
 
     async def run(self) -> None:
-        expiry: asyncio.Task[None] | None = None
+        expiry: asyncio.TimerHandle | None = None
         sessions = self.state.sessions
         sessions.add(self)
         try:
             async with asyncio.timeout(INIT_TIMEOUT):
                 first = await self.receive()
             await self.init(first)
-            expiry = asyncio.create_task(self.expire())
+            expiry = self.expire_later()
             while True:
                 await self.handle(await self.receive())
         except Close as close:
@@ -145,9 +149,20 @@ class Session(ABC):
             if self.ws.application_state == WebSocketState.CONNECTED:
                 await self.ws.close(code, reason)
 
-    async def expire(self) -> None:
+    def expire_later(self) -> asyncio.TimerHandle:
+        """Close the socket when the token expires: a timer, not a task per connection (a
+        sleeping task would keep a coroutine, a future and a context alive for each)."""
         assert self.principal is not None
-        await asyncio.sleep(max(self.principal.expires_at - time.time(), 0))
+        loop = asyncio.get_running_loop()
+        delay = max(self.principal.expires_at - time.time(), 0)
+        return loop.call_later(delay, self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.expire())
+        _EXPIRING.add(task)
+        task.add_done_callback(_EXPIRING.discard)
+
+    async def expire(self) -> None:
         for task in self.subscriptions.values():
             task.cancel()
         await self.close(4403, "Forbidden: the token has expired")
