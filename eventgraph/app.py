@@ -26,6 +26,7 @@ from schema import build_schema
 from schema.context import Services
 from schema.cursors import Cursors
 from schema.executor import Executor
+from support.collector import ScheduledFullCollections
 from transport.origins import Origins
 from transport.state import Serving, TransportState
 from transport.ws import graphql_ws
@@ -90,6 +91,8 @@ def create_app(
         ) as runtime:
             live = LiveViews(runtime.pool, runtime.watch, READ_MODELS)
             live.start()
+            collections = ScheduledFullCollections()
+            collections.start()
             state.runtime = runtime
             state.transport.serving = Serving(
                 executor=Executor(build_schema()),
@@ -110,6 +113,7 @@ def create_app(
             try:
                 yield
             finally:
+                await collections.stop()
                 await live.stop()
 
     routes = [
