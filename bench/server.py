@@ -83,4 +83,8 @@ def running_server(database_url: str, **env: str) -> Iterator[str]:
             yield url
         finally:
             process.terminate()
-            process.wait(30)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:  # still draining a load generator's backlog
+                process.kill()
+                process.wait()
