@@ -54,7 +54,8 @@ _COLUMNS = (
 APPEND_SPAN = 1_000
 """How far past a batch the rest of an append that it cut is looked for. One append inserts
 its events in one statement, so others' events fall between them only while that statement
-runs: a few concurrent appends' worth, far fewer than this."""
+runs: a few concurrent appends' worth, far fewer than this. (Several appends in one caller's
+transaction, `append(connection=)`, count as one append: keep them close together.)"""
 
 _WHOLE_APPENDS = f"""
 WITH batch AS (

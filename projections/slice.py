@@ -93,8 +93,7 @@ def changed_rows(
     fresh_match = f"v.{key} = f.k" if key else "true"
     watched_match = f" AND {key} = any($1::text[])" if key else " AND cardinality($1::text[]) > 0"
     sql = f"""
-        WITH at AS (SELECT position FROM eventgraph.projections WHERE name = '{model}')
-        SELECT at.position AS read_position, r.* FROM at LEFT JOIN LATERAL (
+        SELECT {read_position(model)}, r.* FROM (VALUES (1)) AS one (x) LEFT JOIN (
             (SELECT * FROM readmodel.{view} WHERE position > $2{watched_match}
              UNION ALL
              SELECT v.* FROM readmodel.{view} v
@@ -102,7 +101,6 @@ def changed_rows(
                  ON {fresh_match} AND v.position > f.s)
             ORDER BY position LIMIT {page}
         ) r ON true"""
-    read_position(model)  # checks the name
 
     def make(pool: asyncpg.Pool) -> Loader:
         async def load(
@@ -111,7 +109,7 @@ def changed_rows(
             rows = await pool.fetch(
                 sql, list(watched), since, [k for k, _ in fresh], [s for _, s in fresh]
             )
-            if not rows:  # no checkpoint row: nothing was read
+            if rows[0]["read_position"] is None:  # no checkpoint: nothing was read
                 raise LookupError(f"read model {model} is not set up")
             read_at = int(rows[0]["read_position"])
             rows = [r for r in rows if r["position"] is not None]

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Dialog, Page, expect
 
 from tests.browser.conftest import gql, snap
 from tests.kit.server import Server, start_server, stop_server, token
@@ -99,6 +99,28 @@ async def test_the_token_is_kept_for_the_tab_only(page: Page, site: Server) -> N
     await expect(fresh.locator("#connection")).to_have_text("signed out")
     await snap(fresh, "dashboard-sign-in")
     await other_tab.close()
+
+
+async def test_a_link_can_neither_swap_the_account_nor_break_the_page(
+    page: Page, site: Server
+) -> None:
+    await signed_in(page, site, "erin", "customer")
+    asked: list[str] = []
+
+    async def decline(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.dismiss()
+
+    page.on("dialog", decline)
+    await page.goto("about:blank")  # a link opened in this tab: the page loads anew
+    await page.goto(login_url(site, "mallory", "staff"))
+    await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
+    await expect(page.locator("#who")).to_have_text("erin (customer)")
+    assert asked and "mallory" in asked[0] and "token" not in page.url
+    await page.goto("about:blank")
+    await page.goto(f"{site.url}/#token=%E0%A4%A")  # mangled: ignored
+    await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
+    await expect(page.locator("#who")).to_have_text("erin (customer)")
 
 
 async def test_a_refused_token_shows_as_expired_not_as_reconnecting(
