@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from application import snapshots
 from application.cache import CachedState, StateCache
+from application.groups import Group, Groups, Member
 from application.idempotency import Conflict, Idempotency
 from application.locks import StreamLocks
 from domain import integrity, order, registry
@@ -29,6 +30,7 @@ from eventstore.events import (
     NO_STREAM,
     AppendResult,
     ConcurrencyError,
+    GroupReplayed,
     IdempotencyKeyReused,
     NewEvent,
     RecordedEvent,
@@ -93,6 +95,7 @@ class CommandHandler:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._locks = StreamLocks()
         self._cache = StateCache()
+        self._groups = Groups(self._commit_group)
 
     def decode(self, event: RecordedEvent) -> DomainEvent:
         return decode(event.type, event.data, event.occurred_at)
@@ -122,6 +125,47 @@ class CommandHandler:
             "actor": {"id": actor.id, "role": actor.role},
         }
         existing = [s for s in streams if s not in new_streams]
+        group = tuple(sorted(existing))
+        if group and self._groups.busy(group):
+            member = Member(
+                command_name,
+                streams,
+                frozenset(new_streams),
+                decide,
+                idempotency,
+                metadata,
+                asyncio.get_running_loop().create_future(),
+            )
+            self._groups.join(group, member)
+            executed = await member.outcome
+            if executed is not None:
+                return executed
+            return await self._alone(
+                command_name, streams, existing, new_streams, decide, idempotency, metadata
+            )
+        if not group:
+            return await self._alone(
+                command_name, streams, existing, new_streams, decide, idempotency, metadata
+            )
+        self._groups.begin(group)
+        try:
+            return await self._alone(
+                command_name, streams, existing, new_streams, decide, idempotency, metadata
+            )
+        finally:
+            self._groups.end(group)
+
+    async def _alone(
+        self,
+        command_name: str,
+        streams: Sequence[str],
+        existing: Sequence[str],
+        new_streams: Collection[str],
+        decide: Callable[[Loaded], dict[str, list[DomainEvent]]],
+        idempotency: Idempotency | None,
+        metadata: dict[str, Any],
+    ) -> Executed:
+        """Decide and append one command under its streams' locks, retrying on conflicts."""
         async with self._locks.hold(streams):
             for attempt in range(MAX_ATTEMPTS):
                 loaded = await self._load(existing, new_streams, use_cache=attempt == 0)
@@ -187,6 +231,70 @@ class CommandHandler:
                     self._cache.put(s, CachedState(version, states[s], loaded.since_snapshot[s]))
                 return Executed(result, self._recorded(batch, result), states)
         raise Conflict(f"{command_name} kept conflicting with concurrent commands; try again")
+
+    async def _commit_group(self, group: Group, members: list[Member]) -> None:
+        """Decide `members` in turn, each on the state the previous ones left, and append
+        those accepted in one transaction (see groups.py); set each one's outcome, or leave
+        it unset for the member to run alone."""
+        new_streams = frozenset().union(*(m.new_streams for m in members))
+        async with self._locks.hold(group):
+            loaded = await self._load(group, new_streams, use_cache=True)
+            accepted: list[tuple[Member, dict[str, tuple[int, list[NewEvent]]], dict[str, Any]]]
+            accepted = []
+            for member in members:
+                if member.outcome.done():
+                    continue
+                try:
+                    decided = member.decide(loaded)
+                    states = {
+                        s: _fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
+                        for s in member.streams
+                    }
+                    integrity.check(decided, {s: state is not None for s, state in states.items()})
+                    batch = {
+                        s: (
+                            loaded.versions[s],
+                            [self._new_event(e, member.metadata) for e in events],
+                        )
+                        for s, events in decided.items()
+                        if events
+                    }
+                except DomainError:
+                    continue  # refused on cached state: decided again alone, after the group
+                except Exception as exc:
+                    member.outcome.set_exception(exc)
+                    continue
+                for s, events in decided.items():
+                    if events:
+                        loaded.bases[s], loaded.events[s] = states[s], []
+                        loaded.versions[s] = max(loaded.versions[s], 0) + len(events)
+                        loaded.since_snapshot[s] += len(events)
+                accepted.append((member, batch, states))
+            if not accepted:
+                return
+            appends = [
+                (batch, m.idempotency.key, m.idempotency.fingerprint)
+                if m.idempotency
+                else (batch, None, None)
+                for m, batch, _ in accepted
+            ]
+            try:
+                results = await self.store.append_together(appends)
+            except (ConcurrencyError, IdempotencyKeyReused, GroupReplayed):
+                self._cache.drop(group)
+                return
+            versions: dict[str, int] = {}
+            for (member, batch, states), result in zip(accepted, results, strict=True):
+                versions.update(result.stream_versions)
+                if not member.outcome.done():
+                    member.outcome.set_result(
+                        Executed(result, self._recorded(batch, result), states)
+                    )
+            touched = {s: loaded.state(s) for s in versions}
+            since = {s: loaded.since_snapshot[s] for s in versions}
+            await snapshots.save_due(self.store, since, touched, AppendResult((), versions))
+            for s, version in versions.items():
+                self._cache.put(s, CachedState(version, touched[s], since[s]))
 
     async def _load(
         self, streams: Sequence[str], new_streams: Collection[str], *, use_cache: bool

@@ -78,3 +78,8 @@ class ConcurrencyError(EventStoreError):
 
 class IdempotencyKeyReused(EventStoreError):
     """An idempotency key was used again by a concurrent append; retry to read its result."""
+
+
+class GroupReplayed(EventStoreError):
+    """One of several appends made together carried an idempotency key stored before: none
+    was written, since the later ones were decided assuming it would be."""

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import asyncpg
 import orjson
@@ -17,6 +17,7 @@ from eventstore.events import (
     ANY,
     AppendResult,
     ConcurrencyError,
+    GroupReplayed,
     IdempotencyKeyReused,
     InvalidEventError,
     JSONObject,
@@ -204,6 +205,29 @@ class EventStore:
             replayed=row["replayed"],
             fingerprint=row["stored_fingerprint"],
         )
+
+    async def append_together(
+        self,
+        appends: Sequence[
+            tuple[Mapping[str, tuple[int, Sequence[NewEvent]]], str | None, str | None]
+        ],
+    ) -> list[AppendResult]:
+        """Several appends (streams, idempotency key, fingerprint) in one transaction, in the
+        order given: all or none. A conflict in any fails them all, and so does an idempotency
+        key seen before (`GroupReplayed`), since the appends after it were decided assuming
+        it would be written."""
+        results: list[AppendResult] = []
+        async with self.pool.acquire() as proxy, proxy.transaction():
+            connection = cast(asyncpg.Connection, proxy)
+            for streams, key, fingerprint in appends:
+                result = await self.append(
+                    streams, idempotency_key=key, fingerprint=fingerprint, connection=connection
+                )
+                if result.replayed:
+                    raise GroupReplayed("an idempotency key in the group was used before")
+                results.append(result)
+        self.committed()
+        return results
 
     def committed(self) -> None:
         """Tell readers that an append made through `connection=` has committed."""

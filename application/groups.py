@@ -1,0 +1,95 @@
+"""Group commit for hot streams: commands on the same streams that arrive while one of them
+is appending wait, then are decided in turn on the state the previous ones left and appended
+together, in one transaction.
+
+Why: a flash sale puts every order on one product's stream, and each order must see the
+stock the previous one left, so appends to that stream are serial: one round trip and one
+WAL flush each, whatever the number of cores or connections. Deciding the waiting commands
+one after another on the cached state and writing them in one transaction pays the flush
+once per group. Each command keeps its own events, result, error and idempotency key: a
+command its turn refuses is decided again alone, after the group, on fresh state (as a
+refusal on cached state always is), and fails alone; a conflict from another process, or an
+idempotency key seen before, writes nothing of the group and every member runs alone. The
+rejected alternative, one stream lock per command as before, costs a flush per order: on
+this machine the hot product ran at about half the rate of orders spread over 100 products.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from application.idempotency import Idempotency
+from domain.aggregate import DomainEvent
+
+if TYPE_CHECKING:
+    from application.handler import Executed, Loaded
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 64
+"""Commands appended together at most; the rest wait for the next group."""
+
+Group = tuple[str, ...]
+"""The existing streams a command touches, sorted: commands with the same ones group."""
+
+
+@dataclass(eq=False)
+class Member:
+    """A command waiting to join the next group on its streams."""
+
+    command_name: str
+    streams: Sequence[str]
+    new_streams: frozenset[str]
+    decide: Callable[[Loaded], dict[str, list[DomainEvent]]]
+    idempotency: Idempotency | None
+    metadata: dict[str, Any]
+    outcome: asyncio.Future[Executed | None]
+    """Set by the group: what the command did, or None to run it alone."""
+
+
+class Groups:
+    """Who is appending to which streams, and who waits to go next.
+
+    A command on streams nobody is appending to runs alone and marks them busy
+    (`begin`/`end`); commands that arrive meanwhile `join`. When the busy command ends, the
+    waiting ones are committed as one group by `commit`, in a task of their own, so that
+    no member's cancellation (a client gone) can abandon the others; more commands may
+    wait behind that group in turn."""
+
+    def __init__(self, commit: Callable[[Group, list[Member]], Awaitable[None]]) -> None:
+        self._commit = commit
+        self._waiting: dict[Group, list[Member]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    def busy(self, group: Group) -> bool:
+        return group in self._waiting
+
+    def begin(self, group: Group) -> None:
+        self._waiting[group] = []
+
+    def join(self, group: Group, member: Member) -> None:
+        self._waiting[group].append(member)
+
+    def end(self, group: Group) -> None:
+        waiting = [m for m in self._waiting.pop(group, []) if not m.outcome.done()]
+        if not waiting:
+            return
+        self._waiting[group] = waiting[MAX_GROUP:]
+        task = asyncio.get_running_loop().create_task(self._run(group, waiting[:MAX_GROUP]))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, group: Group, members: list[Member]) -> None:
+        try:
+            await self._commit(group, members)
+        except Exception as exc:  # each member, run alone, meets and reports it
+            log.warning("a group of %d commands failed, running each alone: %r", len(members), exc)
+        finally:
+            for member in members:
+                if not member.outcome.done():
+                    member.outcome.set_result(None)
+            self.end(group)
