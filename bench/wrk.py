@@ -58,12 +58,14 @@ def pgbench(url: str, seconds: float) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
         script.write((SCRIPTS / "raw_append.sql").read_text())
         script.flush()
-        out = subprocess.run(
+        done = subprocess.run(
             ["pgbench", "-n", "-c16", "-j1", f"-T{int(seconds)}", "-f", script.name, url],
             capture_output=True,
             text=True,
-            check=True,
-        ).stdout
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {done.stderr[-2000:]}")
+        out = done.stdout
     found = re.search(r"tps = ([\d.]+)", out)
     assert found, out
     return float(found.group(1))

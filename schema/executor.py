@@ -20,15 +20,23 @@ import strawberry
 from graphql import (
     DocumentNode,
     ExecutionResult,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
     OperationDefinitionNode,
     OperationType,
+    Undefined,
     execute,
     parse,
     specified_rules,
     subscribe,
     validate,
 )
+from graphql.execution.collect_fields import GroupedFieldSet
+from graphql.execution.incremental import IncrementalExecutor
+from graphql.pyutils import AwaitableOrValue, Path
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -51,6 +59,73 @@ class Prepared:
                 "Must provide operation name if query contains multiple operations."
             )
         return GraphQLError(f"Unknown operation named '{name}'.")
+
+
+class LeafObjects(IncrementalExecutor):
+    """graphql-core's executor, with a shortcut for an object whose selected fields are all
+    plain attributes holding scalars or enums (a product's `sku name unitPrice ...`).
+
+    graphql-core completes every field through the same general path (a resolve info, a
+    path, awaitable checks, a type dispatch) whatever it is; for the small views this API
+    serves that was most of a query's cost beyond its SQL. Here such an object is read
+    attribute by attribute and coerced as graphql-core would; anything else (a field with
+    a resolver or arguments, a list, a nested object, a null where none may be, a value that
+    does not coerce) sends the whole object back to the general path, which reads the same
+    attributes again (they have no side effects) and reports exactly what it always did."""
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        if path is not None and source_value is not None:
+            leaves = _leaves(parent_type, source_value, grouped_field_set)
+            if leaves is not None:
+                return leaves
+        fields: AwaitableOrValue[dict[str, Any]] = super().execute_fields(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+        return fields
+
+
+def _leaves(
+    parent_type: GraphQLObjectType, source: Any, grouped_field_set: GroupedFieldSet
+) -> dict[str, Any] | None:
+    fields = parent_type.fields
+    out: dict[str, Any] = {}
+    for response_name, details in grouped_field_set.items():
+        if len(details) != 1:
+            return None
+        name = details[0].node.name.value
+        if name == "__typename":
+            out[response_name] = parent_type.name
+            continue
+        field = fields.get(name)
+        if field is None or field.args or not getattr(field.resolve, "_is_default", False):
+            return None  # a resolver of our own, or arguments: the general path
+        field_type = field.type
+        non_null = isinstance(field_type, GraphQLNonNull)
+        if non_null:
+            field_type = field_type.of_type
+        if not isinstance(field_type, GraphQLScalarType | GraphQLEnumType):
+            return None
+        value = field.resolve(source, None)  # strawberry's getattr
+        if value is None:
+            if non_null:
+                return None
+            out[response_name] = None
+            continue
+        try:
+            coerced = field_type.coerce_output_value(value)
+        except Exception:
+            return None
+        if coerced is Undefined or coerced is None:
+            return None
+        out[response_name] = coerced
+    return out
 
 
 class Executor:
@@ -92,6 +167,7 @@ class Executor:
             context_value=context,
             variable_values=variables,
             operation_name=operation_name,
+            executor_class=LeafObjects,
             is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
         )
         if inspect.isawaitable(result):
