@@ -1,17 +1,17 @@
-"""Group commit for hot streams: commands on the same streams that arrive while one of them
-is appending wait, then are decided in turn on the state the previous ones left and appended
-together, in one transaction.
+"""Group commit: the commands that arrive while another is appending wait, then are decided
+in turn, each on the state the previous ones left, and appended together in one statement.
 
 Why: a flash sale puts every order on one product's stream, and each order must see the
 stock the previous one left, so appends to that stream are serial: one round trip and one
 WAL flush each, whatever the number of cores or connections. Deciding the waiting commands
-one after another on the cached state and writing them in one transaction pays the flush
-once per group. Each command keeps its own events, result, error and idempotency key: a
-command its turn refuses is decided again alone, after the group, on fresh state (as a
-refusal on cached state always is), and fails alone; a conflict from another process, or an
-idempotency key seen before, writes nothing of the group and every member runs alone. The
-rejected alternative, one stream lock per command as before, costs a flush per order: on
-this machine the hot product ran at about half the rate of orders spread over 100 products.
+one after another on the cached state and writing them at once pays the round trip and the
+flush once per group, and the same holds for busy commands on different streams. Each
+command keeps its own events, result, error and idempotency key: a command its turn refuses
+is decided again alone, after the group, on fresh state (as a refusal on cached state always
+is), and fails alone; a conflict from another process, or an idempotency key seen before,
+writes nothing of the group and every member runs alone. The rejected alternative, a stream
+lock per command and an append each, ran a hot product at about half the rate of orders
+spread over 100 products on this machine, and both at a tenth of raw appends.
 """
 
 from __future__ import annotations
@@ -33,13 +33,10 @@ log = logging.getLogger(__name__)
 MAX_GROUP = 64
 """Commands appended together at most; the rest wait for the next group."""
 
-Group = tuple[str, ...]
-"""The existing streams a command touches, sorted: commands with the same ones group."""
-
 
 @dataclass(eq=False)
 class Member:
-    """A command waiting to join the next group on its streams."""
+    """A command waiting to join the next group."""
 
     command_name: str
     streams: Sequence[str]
@@ -52,44 +49,46 @@ class Member:
 
 
 class Groups:
-    """Who is appending to which streams, and who waits to go next.
+    """Whether a command is appending, and who waits to go next.
 
-    A command on streams nobody is appending to runs alone and marks them busy
+    A command that finds nobody appending runs alone and marks the process busy
     (`begin`/`end`); commands that arrive meanwhile `join`. When the busy command ends, the
     waiting ones are committed as one group by `commit`, in a task of their own, so that
     no member's cancellation (a client gone) can abandon the others; more commands may
     wait behind that group in turn."""
 
-    def __init__(self, commit: Callable[[Group, list[Member]], Awaitable[None]]) -> None:
+    def __init__(self, commit: Callable[[list[Member]], Awaitable[None]]) -> None:
         self._commit = commit
-        self._waiting: dict[Group, list[Member]] = {}
+        self._waiting: list[Member] | None = None
         self._running: set[asyncio.Task[None]] = set()
 
-    def busy(self, group: Group) -> bool:
-        return group in self._waiting
+    def busy(self) -> bool:
+        return self._waiting is not None
 
-    def begin(self, group: Group) -> None:
-        self._waiting[group] = []
+    def begin(self) -> None:
+        self._waiting = []
 
-    def join(self, group: Group, member: Member) -> None:
-        self._waiting[group].append(member)
+    def join(self, member: Member) -> None:
+        assert self._waiting is not None
+        self._waiting.append(member)
 
-    def end(self, group: Group) -> None:
-        waiting = [m for m in self._waiting.pop(group, []) if not m.outcome.done()]
+    def end(self) -> None:
+        waiting = [m for m in self._waiting or [] if not m.outcome.done()]
+        self._waiting = None
         if not waiting:
             return
-        self._waiting[group] = waiting[MAX_GROUP:]
-        task = asyncio.get_running_loop().create_task(self._run(group, waiting[:MAX_GROUP]))
+        self._waiting = waiting[MAX_GROUP:]
+        task = asyncio.get_running_loop().create_task(self._run(waiting[:MAX_GROUP]))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _run(self, group: Group, members: list[Member]) -> None:
+    async def _run(self, members: list[Member]) -> None:
         try:
-            await self._commit(group, members)
+            await self._commit(members)
         except Exception as exc:  # each member, run alone, meets and reports it
             log.warning("a group of %d commands failed, running each alone: %r", len(members), exc)
         finally:
             for member in members:
                 if not member.outcome.done():
                     member.outcome.set_result(None)
-            self.end(group)
+            self.end()

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from application import snapshots
 from application.cache import CachedState, StateCache
-from application.groups import Group, Groups, Member
+from application.groups import Groups, Member
 from application.idempotency import Conflict, Idempotency
 from application.locks import StreamLocks
 from domain import integrity, order, registry
@@ -125,8 +125,7 @@ class CommandHandler:
             "actor": {"id": actor.id, "role": actor.role},
         }
         existing = [s for s in streams if s not in new_streams]
-        group = tuple(sorted(existing))
-        if group and self._groups.busy(group):
+        if self._groups.busy():
             member = Member(
                 command_name,
                 streams,
@@ -136,24 +135,20 @@ class CommandHandler:
                 metadata,
                 asyncio.get_running_loop().create_future(),
             )
-            self._groups.join(group, member)
+            self._groups.join(member)
             executed = await member.outcome
             if executed is not None:
                 return executed
             return await self._alone(
                 command_name, streams, existing, new_streams, decide, idempotency, metadata
             )
-        if not group:
-            return await self._alone(
-                command_name, streams, existing, new_streams, decide, idempotency, metadata
-            )
-        self._groups.begin(group)
+        self._groups.begin()
         try:
             return await self._alone(
                 command_name, streams, existing, new_streams, decide, idempotency, metadata
             )
         finally:
-            self._groups.end(group)
+            self._groups.end()
 
     async def _alone(
         self,
@@ -232,13 +227,14 @@ class CommandHandler:
                 return Executed(result, self._recorded(batch, result), states)
         raise Conflict(f"{command_name} kept conflicting with concurrent commands; try again")
 
-    async def _commit_group(self, group: Group, members: list[Member]) -> None:
+    async def _commit_group(self, members: list[Member]) -> None:
         """Decide `members` in turn, each on the state the previous ones left, and append
         those accepted in one transaction (see groups.py); set each one's outcome, or leave
         it unset for the member to run alone."""
         new_streams = frozenset().union(*(m.new_streams for m in members))
-        async with self._locks.hold(group):
-            loaded = await self._load(group, new_streams, use_cache=True)
+        existing = sorted({s for m in members for s in m.streams} - new_streams)
+        async with self._locks.hold(existing):
+            loaded = await self._load(existing, new_streams, use_cache=True)
             accepted: list[tuple[Member, dict[str, tuple[int, list[NewEvent]]], dict[str, Any]]]
             accepted = []
             for member in members:
@@ -281,7 +277,7 @@ class CommandHandler:
             try:
                 results = await self.store.append_together(appends)
             except (ConcurrencyError, IdempotencyKeyReused, GroupReplayed):
-                self._cache.drop(group)
+                self._cache.drop(existing)
                 return
             versions: dict[str, int] = {}
             for (member, batch, states), result in zip(accepted, results, strict=True):

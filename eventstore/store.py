@@ -110,6 +110,41 @@ def _dump(value: object) -> str:
         raise InvalidEventError(f"event data is not plain JSON: {exc}") from None
 
 
+def _arguments(
+    expected: Mapping[str, int],
+    events: Sequence[tuple[str, NewEvent]],
+    idempotency_key: str | None,
+    fingerprint: str | None,
+) -> tuple[Any, ...]:
+    """The append function's arguments: each stream's expected version, then the events in
+    the order they are to take positions, each with its stream; all checked first."""
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise InvalidEventError("idempotency key: 1 to 200 printable ASCII characters")
+    if fingerprint is not None and (not isinstance(fingerprint, str) or len(fingerprint) > 200):
+        raise InvalidEventError("fingerprint: at most 200 characters")
+    for stream_id, version in expected.items():
+        _validate_stream_id(stream_id)
+        if not isinstance(version, int) or version < ANY:
+            raise InvalidEventError(f"invalid expected version {version!r}")
+    if len(events) > MAX_EVENTS_PER_APPEND:
+        raise InvalidEventError(f"at most {MAX_EVENTS_PER_APPEND} events in one append")
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+    event_ids, event_streams, types, schema_versions, data, metadata, occurred = columns
+    for stream_id, event in events:
+        _validate(event)
+        data_json, metadata_json = _dump(event.data), _dump(event.metadata)
+        if len(data_json.encode()) + len(metadata_json.encode()) > MAX_EVENT_BYTES:
+            raise InvalidEventError(f"an event is larger than {MAX_EVENT_BYTES} bytes")
+        event_ids.append(event.event_id)
+        event_streams.append(stream_id)
+        types.append(event.type)
+        schema_versions.append(event.schema_version)
+        data.append(data_json)
+        metadata.append(metadata_json)
+        occurred.append(event.occurred_at)
+    return (list(expected), list(expected.values()), idempotency_key, fingerprint, *columns)
+
+
 def _record(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(
         position=row["position"],
@@ -162,36 +197,12 @@ class EventStore:
         Given `connection`, the append joins the caller's transaction there."""
         if not streams:
             raise InvalidEventError("nothing to append")
-        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-            raise InvalidEventError("idempotency key: 1 to 200 printable ASCII characters")
-        streams_arg: list[str] = []
-        expected: list[int] = []
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
-        event_ids, event_streams, types, schema_versions, data, metadata, occurred = columns[:7]
-        for stream_id, (version, events) in streams.items():
-            streams_arg.append(_validate_stream_id(stream_id))
-            if not isinstance(version, int) or version < ANY:
-                raise InvalidEventError(f"invalid expected version {version!r}")
-            expected.append(version)
-            if not events:
-                raise InvalidEventError(f"no events for stream {stream_id!r}")
-            for event in events:
-                _validate(event)
-                data_json, metadata_json = _dump(event.data), _dump(event.metadata)
-                if len(data_json.encode()) + len(metadata_json.encode()) > MAX_EVENT_BYTES:
-                    raise InvalidEventError(f"an event is larger than {MAX_EVENT_BYTES} bytes")
-                event_ids.append(event.event_id)
-                event_streams.append(stream_id)
-                types.append(event.type)
-                schema_versions.append(event.schema_version)
-                data.append(data_json)
-                metadata.append(metadata_json)
-                occurred.append(event.occurred_at)
-        if len(event_ids) > MAX_EVENTS_PER_APPEND:
-            raise InvalidEventError(f"at most {MAX_EVENTS_PER_APPEND} events in one append")
-        if fingerprint is not None and (not isinstance(fingerprint, str) or len(fingerprint) > 200):
-            raise InvalidEventError("fingerprint: at most 200 characters")
-        args = (streams_arg, expected, idempotency_key, fingerprint, *columns[:7])
+        expected = {stream: version for stream, (version, _) in streams.items()}
+        events = [(stream, event) for stream, (_, batch) in streams.items() for event in batch]
+        for stream, (_, batch) in streams.items():
+            if not batch:
+                raise InvalidEventError(f"no events for stream {stream!r}")
+        args = _arguments(expected, events, idempotency_key, fingerprint)
         try:
             row = await (connection or self.pool).fetchrow(_APPEND, *args)
         except asyncpg.PostgresError as exc:
@@ -212,10 +223,54 @@ class EventStore:
             tuple[Mapping[str, tuple[int, Sequence[NewEvent]]], str | None, str | None]
         ],
     ) -> list[AppendResult]:
-        """Several appends (streams, idempotency key, fingerprint) in one transaction, in the
-        order given: all or none. A conflict in any fails them all, and so does an idempotency
-        key seen before (`GroupReplayed`), since the appends after it were decided assuming
-        it would be written."""
+        """Several appends (streams, idempotency key, fingerprint) at once, in the order
+        given, each with exact expected versions (a later one's being what the earlier ones
+        leave): all or none. A conflict in any fails them all, and so does an idempotency key
+        seen before (`GroupReplayed`), since the later ones were decided assuming it would
+        be written. Without idempotency keys they are one statement; with them, one
+        transaction of one statement each (each key is checked and stored on its own)."""
+        if any(key is not None for _, key, _ in appends):
+            return await self._append_in_turn(appends)
+        expected: dict[str, int] = {}
+        reached: dict[str, int] = {}
+        events: list[tuple[str, NewEvent]] = []
+        owners: list[list[int]] = []
+        for streams, _, _ in appends:
+            owned: list[int] = []
+            for stream, (version, batch) in streams.items():
+                if not isinstance(version, int) or version < 0 or not batch:
+                    raise InvalidEventError("appends made together need exact versions and events")
+                if reached.setdefault(stream, version) != version:
+                    raise InvalidEventError(f"{stream}: an append does not follow the one before")
+                reached[stream] = version + len(batch)
+                expected.setdefault(stream, version)
+                owned += range(len(events), len(events) + len(batch))
+                events += [(stream, event) for event in batch]
+            owners.append(owned)
+        args = _arguments(expected, events, None, None)
+        try:
+            row = await self.pool.fetchrow(_APPEND, *args)
+        except asyncpg.PostgresError as exc:
+            raise self._translate(exc) from exc
+        assert row is not None
+        self.committed()
+        positions = row["positions"]
+        results: list[AppendResult] = []
+        for (streams, _, _), owned in zip(appends, owners, strict=True):
+            results.append(
+                AppendResult(
+                    positions=tuple(positions[i] for i in owned),
+                    stream_versions={s: v + len(b) for s, (v, b) in streams.items()},
+                )
+            )
+        return results
+
+    async def _append_in_turn(
+        self,
+        appends: Sequence[
+            tuple[Mapping[str, tuple[int, Sequence[NewEvent]]], str | None, str | None]
+        ],
+    ) -> list[AppendResult]:
         results: list[AppendResult] = []
         async with self.pool.acquire() as proxy, proxy.transaction():
             connection = cast(asyncpg.Connection, proxy)

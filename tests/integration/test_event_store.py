@@ -15,6 +15,7 @@ from eventstore.events import (
     ANY,
     NO_STREAM,
     ConcurrencyError,
+    GroupReplayed,
     IdempotencyKeyReused,
     InvalidEventError,
     NewEvent,
@@ -409,3 +410,57 @@ async def test_interleaved_appends_are_read_whole_once_both_committed(
         await second.commit()
     assert [e.position for e in await store.read_all(0, 1, whole_appends=True)] == [1, 2, 3]
     assert [e.position for e in await store.read_all(0, 2, whole_appends=True)] == [1, 2, 3]
+
+
+async def test_appends_made_together_are_one_transaction_in_the_order_given(
+    store: EventStore,
+) -> None:
+    await store.append({"hot-1": (NO_STREAM, [ev(n=0)])})
+    results = await store.append_together(
+        [
+            ({"order-a": (NO_STREAM, [ev(n=1)]), "hot-1": (1, [ev(n=2)])}, None, None),
+            ({"order-b": (NO_STREAM, [ev(n=3), ev(n=4)]), "hot-1": (2, [ev(n=5)])}, None, None),
+        ]
+    )
+    assert [r.positions for r in results] == [(2, 3), (4, 5, 6)]
+    assert results[0].stream_versions == {"order-a": 1, "hot-1": 2}
+    assert results[1].stream_versions == {"order-b": 2, "hot-1": 3}
+    rows = await store.pool.fetch(
+        "SELECT stream_id, stream_version, data->>'n' AS n, transaction_id::text AS tx"
+        " FROM eventgraph.events WHERE position > 1 ORDER BY position"
+    )
+    assert [(r["stream_id"], r["stream_version"], r["n"]) for r in rows] == [
+        ("order-a", 1, "1"),
+        ("hot-1", 2, "2"),
+        ("order-b", 1, "3"),
+        ("order-b", 2, "4"),
+        ("hot-1", 3, "5"),
+    ]
+    assert len({r["tx"] for r in rows}) == 1
+
+
+async def test_appends_made_together_fail_together(store: EventStore) -> None:
+    await store.append({"hot-2": (NO_STREAM, [ev(n=0)])})
+    with pytest.raises(ConcurrencyError):  # the hot stream moved on: neither is written
+        await store.append_together(
+            [
+                ({"order-c": (NO_STREAM, [ev()]), "hot-2": (0, [ev()])}, None, None),
+                ({"order-d": (NO_STREAM, [ev()]), "hot-2": (1, [ev()])}, None, None),
+            ]
+        )
+    with pytest.raises(InvalidEventError):  # the second does not follow the first
+        await store.append_together(
+            [
+                ({"hot-2": (1, [ev()])}, None, None),
+                ({"hot-2": (1, [ev()])}, None, None),
+            ]
+        )
+    await store.append({"x-1": (NO_STREAM, [ev()])}, idempotency_key="seen")
+    with pytest.raises(GroupReplayed):  # with keys: each checked, a replay fails them all
+        await store.append_together(
+            [
+                ({"hot-2": (1, [ev()])}, "fresh", None),
+                ({"order-e": (NO_STREAM, [ev()])}, "seen", None),
+            ]
+        )
+    assert await count_events(store.pool) == 2
