@@ -36,6 +36,7 @@ from eventstore.events import (
     RecordedEvent,
 )
 from eventstore.store import EventStore
+from support import metrics, requests
 
 MAX_ATTEMPTS = 40
 """Decide-and-append attempts before CONFLICT. Commands on one stream in one process queue
@@ -62,6 +63,12 @@ def _fold(evolve: Callable[[Any, Any], Any], initial: Any, events: Sequence[Doma
     for event in events:
         state = evolve(state, event)
     return state
+
+
+def _count_appended(batch: dict[str, tuple[int, list[NewEvent]]]) -> None:
+    for _, events in batch.values():
+        for event in events:
+            metrics.EVENTS_APPENDED.labels(event.type).inc()
 
 
 @dataclass
@@ -117,9 +124,9 @@ class CommandHandler:
                 if key != idempotency.key:
                     idempotency.check_legacy(prior)
                 idempotency.check(prior)
-                return Executed(prior, await self.store.read_positions(prior.positions))
+                return await self._replay(prior)
         metadata = {
-            "correlationId": str(ids.uuid4()),
+            "correlationId": requests.current() or str(ids.uuid4()),
             "causationId": str(ids.uuid4()),
             "command": command_name,
             "actor": {"id": actor.id, "role": actor.role},
@@ -184,7 +191,7 @@ class CommandHandler:
                         raise
                     prior = found[1]
                     idempotency.check(prior)
-                    return Executed(prior, await self.store.read_positions(prior.positions))
+                    return await self._replay(prior)
                 states = {
                     s: _fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
                     for s in streams
@@ -202,6 +209,8 @@ class CommandHandler:
                         fingerprint=idempotency.fingerprint if idempotency else None,
                     )
                 except ConcurrencyError:
+                    metrics.APPEND_CONFLICTS.inc()
+                    metrics.COMMAND_RETRIES.inc()
                     self._cache.drop(existing)
                     if not loaded.from_cache:
                         await asyncio.sleep(random.random() * 0.002 * (attempt + 1))
@@ -212,14 +221,15 @@ class CommandHandler:
                     assert found is not None
                     prior = found[1]
                     idempotency.check(prior)
-                    return Executed(prior, await self.store.read_positions(prior.positions))
+                    return await self._replay(prior)
                 if result.replayed:
                     assert idempotency is not None
                     idempotency.check(result)
-                    return Executed(result, await self.store.read_positions(result.positions))
+                    return await self._replay(result)
                 for s, events in decided.items():
                     loaded.events[s] += events
                     loaded.since_snapshot[s] += len(events)
+                _count_appended(batch)
                 await snapshots.save_due(self.store, loaded.since_snapshot, states, result)
                 for s in streams:
                     version = result.stream_versions.get(s, loaded.versions[s])
@@ -276,12 +286,16 @@ class CommandHandler:
             ]
             try:
                 results = await self.store.append_together(appends)
-            except (ConcurrencyError, IdempotencyKeyReused, GroupReplayed):
+            except (ConcurrencyError, IdempotencyKeyReused, GroupReplayed) as exc:
+                if isinstance(exc, ConcurrencyError):
+                    metrics.APPEND_CONFLICTS.inc()
                 self._cache.drop(existing)
                 return
+            metrics.COMMAND_GROUP_SIZE.observe(len(accepted))
             versions: dict[str, int] = {}
             for (member, batch, states), result in zip(accepted, results, strict=True):
                 versions.update(result.stream_versions)
+                _count_appended(batch)
                 if not member.outcome.done():
                     member.outcome.set_result(
                         Executed(result, self._recorded(batch, result), states)
@@ -291,6 +305,11 @@ class CommandHandler:
             await snapshots.save_due(self.store, since, touched, AppendResult((), versions))
             for s, version in versions.items():
                 self._cache.put(s, CachedState(version, touched[s], since[s]))
+
+    async def _replay(self, prior: AppendResult) -> Executed:
+        """The first result of an idempotency key, read back: nothing appended."""
+        metrics.IDEMPOTENT_REPLAYS.inc()
+        return Executed(prior, await self.store.read_positions(prior.positions))
 
     async def _load(
         self, streams: Sequence[str], new_streams: Collection[str], *, use_cache: bool

@@ -4,6 +4,7 @@ to the command handler, which loads, checks, appends and retries."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -15,11 +16,12 @@ from application.idempotency import Idempotency
 from domain import order, product, values
 from domain import shop as rules
 from domain.aggregate import DomainEvent
-from domain.errors import NotFound
+from domain.errors import DomainError, NotFound
 from domain.ids import OrderId, new_order_id
 from domain.values import Actor
 from eventstore import ids
 from eventstore.store import EventStore
+from support import metrics
 
 # Products ------------------------------------------------------------------------------
 
@@ -189,5 +191,16 @@ class Shop:
         self.handler = CommandHandler(store, clock)
 
     async def handle(self, command: Command[S]) -> CommandResult[S]:
-        result: CommandResult[S] = await HANDLERS[type(command)](self.handler, command)
-        return result
+        name = type(command).__name__
+        started = time.perf_counter()
+        outcome = "INTERNAL"
+        try:
+            result: CommandResult[S] = await HANDLERS[type(command)](self.handler, command)
+            outcome = "replayed" if result.replayed else "ok"
+            return result
+        except DomainError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            metrics.COMMANDS.labels(name, outcome).inc()
+            metrics.COMMAND_SECONDS.labels(name).observe(time.perf_counter() - started)

@@ -3,29 +3,34 @@ live dashboard at / with its assets under /static."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from application.auth import TokenVerifier
 from application.shop import Shop
 from eventgraph.config import Settings
+from eventgraph.metrics import scrape
 from eventgraph.pages import Assets, dashboard, graphql_or_graphiql
 from eventgraph.readiness import readiness
-from eventgraph.runtime import Runtime, open_runtime
+from eventgraph.runtime import DATABASE_AWAY, Runtime, open_runtime
 from projections import READ_MODELS
 from projections.live import LiveViews
 from schema import build_schema
 from schema.context import Services
 from schema.cursors import Cursors
 from schema.executor import Executor
+from support import requests
 from support.collector import ScheduledFullCollections
 from transport.origins import Origins
 from transport.state import Serving, TransportState
@@ -47,11 +52,57 @@ class EventGraphApp(Starlette):
     each keep a coroutine frame alive for every open socket, for its whole life."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/graphql":
-            scope["app"] = self
-            await graphql_ws(WebSocket(scope, receive, send))
+        if scope["type"] not in ("http", "websocket"):
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        request_id = requests.accepted(_header(scope, b"x-request-id"))
+        requests.REQUEST_ID.set(request_id)
+        if scope["type"] == "websocket":
+            if scope["path"] == "/graphql":
+                scope["app"] = self
+                await graphql_ws(WebSocket(scope, receive, send))
+                return
+            await super().__call__(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_with_id)
+        finally:
+            requests_log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+requests_log = logging.getLogger("eventgraph.requests")
 
 
 def host_state(app: Starlette) -> AppState:
@@ -62,16 +113,44 @@ def host_state(app: Starlette) -> AppState:
 async def healthz(request: Request) -> JSONResponse:
     runtime = host_state(request.app).runtime
     assert runtime is not None
-    async with runtime.pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
-    return JSONResponse({"status": "ok"})
+    return await _health(runtime)
 
 
 async def readyz(request: Request) -> JSONResponse:
     state = host_state(request.app)
     assert state.runtime is not None
-    report = await readiness(state.runtime, state.settings.max_lag_events)
-    return JSONResponse(report, status_code=200 if report["ready"] else 503)
+    return await _ready(state.runtime, state.settings)
+
+
+async def _health(runtime: Runtime) -> JSONResponse:
+    """200 while the database answers; 503, never 500, while it does not (a pooled
+    connection it just dropped is retried once)."""
+    for attempt in range(2):
+        try:
+            async with asyncio.timeout(2), runtime.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+            return JSONResponse({"status": "ok"})
+        except (*DATABASE_AWAY, TimeoutError):
+            if attempt == 1:
+                break
+    return JSONResponse({"status": "database unavailable"}, status_code=503)
+
+
+async def _ready(runtime: Runtime, settings: Settings) -> JSONResponse:
+    for attempt in range(2):
+        try:
+            report = await readiness(runtime, settings.max_lag_events)
+            return JSONResponse(report, status_code=200 if report["ready"] else 503)
+        except (*DATABASE_AWAY, TimeoutError):
+            if attempt == 1:
+                break
+    return JSONResponse({"ready": False, "error": "database unavailable"}, status_code=503)
+
+
+async def metrics(request: Request) -> Response:
+    state = host_state(request.app)
+    assert state.runtime is not None
+    return await scrape(request, state.runtime, state.transport, state.settings.metrics_token)
 
 
 def create_app(
@@ -119,6 +198,7 @@ def create_app(
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
         Route("/graphql", graphql_or_graphiql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws),
         Route("/", dashboard),
@@ -129,3 +209,26 @@ def create_app(
     app.state.host = state
     app.state.transport = state.transport
     return app
+
+
+def create_projector_app(runtime: Runtime, settings: Settings) -> Starlette:
+    """What `eventgraph project --port` serves beside its projectors: /healthz, /readyz
+    (its container's health check) and /metrics, for the same operators as the API's."""
+    transport = TransportState(settings.max_connections_per_user, Origins.parse(None, False))
+
+    async def health(_request: Request) -> JSONResponse:
+        return await _health(runtime)
+
+    async def ready(_request: Request) -> JSONResponse:
+        return await _ready(runtime, settings)
+
+    async def projector_metrics(request: Request) -> Response:
+        return await scrape(request, runtime, transport, settings.metrics_token)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", health),
+            Route("/readyz", ready),
+            Route("/metrics", projector_metrics),
+        ]
+    )

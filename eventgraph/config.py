@@ -7,11 +7,21 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.logs import FORMATS
+
 MIN_SECRET_BYTES = 32
 
 
 class ConfigError(Exception):
     """A setting that cannot be used: the process refuses to start, saying which."""
+
+
+def _log_format(value: str) -> str:
+    if value not in FORMATS:
+        raise ConfigError(
+            f"EVENTGRAPH_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {value!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,8 @@ class Settings:
     jwt_issuer: str | None = None
     max_connections_per_user: int = 64
     cors_origins: str | None = None
+    log_format: str = "text"
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,6 +55,8 @@ class Settings:
             jwt_issuer=env.get("EVENTGRAPH_JWT_ISSUER") or None,
             max_connections_per_user=int(env.get("EVENTGRAPH_MAX_CONNECTIONS_PER_USER", "64")),
             cors_origins=env.get("EVENTGRAPH_CORS_ORIGINS") or None,
+            log_format=_log_format(env.get("EVENTGRAPH_LOG_FORMAT") or "text"),
+            metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:

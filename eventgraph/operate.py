@@ -163,3 +163,114 @@ def resume(args: argparse.Namespace, settings: Settings) -> int:
         return f"{name} goes on from its checkpoint" if stopped else f"{name} had not stopped"
 
     return _on_connection(settings, "resume", act)
+
+
+def _scrape(url: str, token: str | None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    request = urllib.request.Request(url.rstrip("/") + "/metrics")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:  # the caller checked: http(s)
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def _by(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, label: str
+) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for (n, labels), value in samples.items():
+        if n == name:
+            key = dict(labels).get(label, "")
+            found[key] = found.get(key, 0.0) + value
+    return found
+
+
+def status(args: argparse.Namespace, settings: Settings) -> int:
+    """One screen for a terminal: each server's connections, subscriptions, command and error
+    rates, pool and fan-out, and the projections' checkpoints, lag and parked events, all
+    read from the servers' /metrics (the numbers Prometheus sees)."""
+    import time
+    import urllib.error
+    import urllib.parse
+
+    urls = args.url or ["http://127.0.0.1:8000"]
+    for url in urls:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            print(f"eventgraph status: {url!r} is not an http(s) URL", file=sys.stderr)
+            return 2
+    first: dict[str, Any] = {}
+    for url in urls:
+        try:
+            first[url] = _scrape(url, settings.metrics_token)
+        except urllib.error.HTTPError as exc:
+            hint = " (set EVENTGRAPH_METRICS_TOKEN)" if exc.code == 401 else ""
+            print(f"{url}: /metrics answered {exc.code}{hint}")
+        except (OSError, ValueError) as exc:
+            print(f"{url}: not reachable ({exc})")
+    if not first:
+        print("no server reachable; `eventgraph projections` reads the database directly")
+        return 1
+    time.sleep(args.interval)
+    projections_from: Any = None
+    for url, before in first.items():
+        try:
+            after = _scrape(url, settings.metrics_token)
+        except (OSError, ValueError) as exc:
+            print(f"{url}: not reachable ({exc})")
+            continue
+        projections_from = projections_from or after
+
+        def rate(name: str, *, before: Any = before, after: Any = after) -> float:
+            moved = max(_sum(after, name) - _sum(before, name), 0.0)
+            return float(moved / args.interval)
+
+        errors = sum(
+            value
+            for (n, labels), value in after.items()
+            if n == "eventgraph_graphql_operations_total" and dict(labels).get("outcome") != "ok"
+        ) - sum(
+            value
+            for (n, labels), value in before.items()
+            if n == "eventgraph_graphql_operations_total" and dict(labels).get("outcome") != "ok"
+        )
+        subscriptions = _by(after, "eventgraph_subscriptions", "field")
+        listed = ", ".join(f"{f} {int(n)}" for f, n in sorted(subscriptions.items()) if n) or "none"
+        print(
+            f"{url}\n"
+            f"  connections {int(_sum(after, 'eventgraph_websocket_connections'))}"
+            f"  subscriptions: {listed}"
+            f"  shared executions {int(_sum(after, 'eventgraph_shared_executions'))}\n"
+            f"  commands {rate('eventgraph_commands_total'):.1f}/s"
+            f"  errors {max(errors, 0) / args.interval:.1f}/s"
+            f"  views delivered {rate('eventgraph_live_deliveries_total'):.1f}/s\n"
+            f"  pool {int(_sum(after, 'eventgraph_pool_connections_in_use'))}"
+            f"/{int(_sum(after, 'eventgraph_pool_connections'))} in use"
+            f"  fan-out {'connected' if _sum(after, 'eventgraph_fanout_connected') else 'DOWN'}"
+        )
+    if projections_from is None:
+        return 1
+    checkpoint = _by(projections_from, "eventgraph_projection_checkpoint", "projection")
+    head = _by(projections_from, "eventgraph_projection_head", "projection")
+    lag = _by(projections_from, "eventgraph_projection_lag_events", "projection")
+    lag_s = _by(projections_from, "eventgraph_projection_lag_seconds", "projection")
+    parked = _by(projections_from, "eventgraph_projection_parked_events", "projection")
+    print(f"{'projection':<12} {'checkpoint':>12} {'head':>12} {'lag':>10} {'lag s':>8}  parked")
+    for name in sorted(checkpoint):
+        print(
+            f"{name:<12} {int(checkpoint[name]):>12,} {int(head.get(name, 0)):>12,}"
+            f" {int(lag.get(name, 0)):>10,} {lag_s.get(name, 0.0):>8.1f}"
+            f"  {int(parked.get(name, 0))}"
+        )
+    return 0 if len(first) == len(urls) else 1

@@ -21,6 +21,15 @@ from projections.runner import ProjectionRunner
 from projections.watch import ProjectionWatch
 from transport.fanout import Fanout
 
+DATABASE_AWAY = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+"""What a query raises when the database (or the connection it was on) has gone away."""
+
 
 @dataclass
 class Runtime:

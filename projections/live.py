@@ -19,6 +19,7 @@ import asyncpg
 
 from projections.slice import LiveTopic, Loader, ReadModel, View
 from projections.watch import ProjectionWatch
+from support import metrics
 from support.background import BackgroundLoop
 from support.mailbox import Mailbox, Overflow
 
@@ -58,6 +59,7 @@ class Slot(Mailbox[Any]):
                 f"more than {MAX_WAITING} views were waiting to be sent: subscribe again"
             ) from None
         assert view is not None  # a slot is never closed
+        metrics.EVENT_TIMES.delivered(int(view.changed))
         if len(self._taken) > self._forget_at:  # a feed: keys it will not see again
             self.forget_through(self._low_water())
             self._forget_at = max(self.FORGET_AFTER, 2 * len(self._taken))

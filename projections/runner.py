@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from eventstore.notify import Signal
 from eventstore.store import EventStore, init_connection
 from projections.base import Projection
 from projections.generations import schema_name
+from support import metrics
 from support.background import Backoff, reconnecting
 
 log = logging.getLogger(__name__)
@@ -166,6 +168,8 @@ class ProjectionRunner:
     async def _session(self, backoff: Backoff) -> None:
         """Connect, stand by until this process leads the projection, then lead it until the
         connection is lost (which also gives up the lead)."""
+        if self.role == "reconnecting":
+            metrics.PROJECTION_RECONNECTS.labels(self.projection.name).inc()
         self.role = "connecting"
         conn = await asyncpg.connect(
             self._dsn,
@@ -229,6 +233,7 @@ class ProjectionRunner:
         events = await self._store.read_all(seen.position, self._batch_size, whole_appends=True)
         if not events:
             return False
+        started = time.perf_counter()
         async with conn.transaction():
             current = await self._checkpoint(conn, lock=True)
             if current != seen:
@@ -250,8 +255,12 @@ class ProjectionRunner:
                 str(failure) if failure else None,
                 failure.event.position if failure else None,
             )
+        metrics.PROJECTION_BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+        metrics.PROJECTION_EVENTS.labels(name).inc(sum(e.position <= position for e in events))
         if failure is not None:
             self.error = str(failure)
             log.error("projector %s stopped: %s", name, failure)
+        else:
+            metrics.EVENT_TIMES.applied(position, events[-1].occurred_at.timestamp())
         self._on_applied(name, position)
         return failure is None

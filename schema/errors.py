@@ -30,6 +30,26 @@ UNSTORABLE = (asyncpg.DataError, UnicodeError)
 is validated before it gets this far; this is the net under that, so that such a value is
 still the client's error, and the database's own message never reaches the client."""
 
+ERROR_CODES = frozenset(
+    {
+        "BAD_USER_INPUT",
+        "UNAUTHENTICATED",
+        "FORBIDDEN",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "INSUFFICIENT_STOCK",
+        "INVALID_STATE",
+        "CONFLICT",
+        "TIMEOUT",
+        "UNAVAILABLE",
+        "BAD_REQUEST",
+        "GRAPHQL_PARSE_FAILED",
+        "GRAPHQL_VALIDATION_FAILED",
+        "INTERNAL_SERVER_ERROR",
+    }
+)
+"""Every code an error can carry: the contract's, and ours for a bug."""
+
 _BAD_VALUE_HINTS = (
     "got invalid value",
     "has invalid value",

@@ -11,6 +11,8 @@ import itertools
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from support import metrics
+
 V = TypeVar("V")
 
 
@@ -48,6 +50,8 @@ class Mailbox(Generic[V]):
             self._ready.set()
             return
         if held is None or self._rank(held) < rank:
+            if held is not None:
+                metrics.LIVE_SUPERSEDED.inc()
             self._pending[key] = item
             heapq.heappush(self._order, (rank, next(self._sequence), key))
             if len(self._order) > 2 * len(self._pending) + 16:  # mostly stale: rebuild

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from broadcaster import Broadcast
 
 from projections.watch import ProjectionWatch
+from support import metrics
 from support.background import Backoff, reconnecting
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Fanout:
             await broadcast.connect()
             async with broadcast.subscribe(CHANNEL) as subscriber:
                 self.connected.set()
+                metrics.FANOUT_CONNECTED.set(1)
                 await self._on_reconnect()
                 backoff.reset()
                 tasks = [
@@ -85,9 +87,11 @@ class Fanout:
                         task.cancel()
         except Exception:
             self.reconnects += 1
+            metrics.FANOUT_RECONNECTS.inc()
             raise
         finally:
             self.connected.clear()
+            metrics.FANOUT_CONNECTED.set(0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(broadcast.disconnect(), 2)
 

@@ -7,6 +7,7 @@ HTTP 200, and nothing a client sends can produce a 500."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from application.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
 from schema.limits import MAX_VARIABLES_DEPTH, too_deep
-from schema.results import payload
+from schema.results import count, payload
 from transport.state import transport_state
 
 MAX_BODY_BYTES = 256 * 1024
@@ -115,5 +116,7 @@ async def graphql_http(request: Request) -> Response:
 
     principal, auth_error = authenticate(state.tokens, request.headers.get("authorization"))
     context = Context(services=state.services, principal=principal, auth_error=auth_error)
+    started = time.perf_counter()
     result = await executor.execute(prepared.document, context, variables, operation_name)
+    count(operation, result, time.perf_counter() - started)
     return ORJSONResponse(payload(result))

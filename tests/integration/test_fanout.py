@@ -62,8 +62,15 @@ async def test_progress_reaches_every_process_and_survives_a_dropped_backend(
         w.start()
     for f in fanouts:
         f.start()
+    from prometheus_client import REGISTRY
+
+    def reconnects_counted() -> float:
+        return REGISTRY.get_sample_value("eventgraph_fanout_reconnects_total") or 0.0
+
+    counted = reconnects_counted()
     try:
         await asyncio.wait_for(asyncio.gather(*(f.connected.wait() for f in fanouts)), 10)
+        assert REGISTRY.get_sample_value("eventgraph_fanout_connected") == 1
         await checkpoint(pool, "products", 7)
         fanouts[0].offer("products", 7)
         await until(lambda: watches[1].position("products") == 7)
@@ -83,6 +90,7 @@ async def test_progress_reaches_every_process_and_survives_a_dropped_backend(
             )
             assert killed >= 2  # both fan-outs' connections (and the pool's others)
         await until(lambda: all(f.reconnects >= 1 for f in fanouts), 15)
+        assert reconnects_counted() - counted >= 2
         await asyncio.wait_for(asyncio.gather(*(f.connected.wait() for f in fanouts)), 10)
         await checkpoint(pool, "orders", 11)
         await checkpoint(pool, "products", 8)

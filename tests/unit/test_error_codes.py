@@ -24,3 +24,17 @@ def test_each_failure_has_its_code(cause: Exception, code: str) -> None:
     error = GraphQLError(str(cause), original_error=cause)
     assert error_code(error) == code
     assert format_error(error)["extensions"]["code"] == code
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
+
+
+def test_every_domain_error_has_a_code_that_metrics_count_by_name() -> None:
+    import application.idempotency  # noqa: F401  (defines Conflict)
+    from domain.errors import DomainError
+    from schema.errors import ERROR_CODES
+
+    codes = {cls.code for cls in _subclasses(DomainError)}
+    assert codes <= ERROR_CODES
+    assert {"CONFLICT", "INSUFFICIENT_STOCK", "NOT_FOUND"} <= codes

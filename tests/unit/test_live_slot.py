@@ -61,3 +61,25 @@ async def test_views_of_several_keys_come_oldest_change_first() -> None:
     assert not waiter.done()
     slot.offer("a", view(10))
     assert (await asyncio.wait_for(waiter, 1)).position == 10
+
+
+async def test_views_replaced_unsent_are_counted_as_superseded_and_timed_when_sent() -> None:
+    from prometheus_client import REGISTRY
+
+    from support.metrics import EVENT_TIMES
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    superseded = sample("eventgraph_live_superseded_total")
+    timed = sample("eventgraph_live_delivery_seconds_count")
+    EVENT_TIMES.applied(10**15, 0.0)  # a batch far ahead of anything else in this process
+    try:
+        slot = Slot()
+        for position in range(10**15 - 4, 10**15 + 1):
+            slot.offer("sku", view(position))
+        await slot.next()
+    finally:
+        EVENT_TIMES.__init__()  # type: ignore[misc]  # forget it again
+    assert sample("eventgraph_live_superseded_total") - superseded == 4
+    assert sample("eventgraph_live_delivery_seconds_count") - timed == 1

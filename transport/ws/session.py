@@ -25,8 +25,9 @@ from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
 from schema.limits import too_deep
-from schema.results import as_graphql_error, payload
+from schema.results import as_graphql_error, count, payload
 from schema.sharing import SHARED
+from support import metrics, requests
 from support.background import close_quietly
 from transport.state import transport_state
 
@@ -74,6 +75,22 @@ def parse_subscribe(message: dict[str, Any], running: Collection[str]) -> Subscr
     return Subscribe(id=op_id, query=query, variables=variables, operation_name=operation_name)
 
 
+def root_fields(document: Any, operation_name: str | None) -> list[str]:
+    """The root fields an operation selects (names from the schema, the document being valid)."""
+    operation = next(
+        (
+            d
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode)
+            and (operation_name is None or (d.name and d.name.value == operation_name))
+        ),
+        None,
+    )
+    if operation is None:
+        return []
+    return [s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)]
+
+
 _EXPIRING: set[asyncio.Task[None]] = set()
 """Sessions closing because their token expired (held so the tasks are not collected)."""
 
@@ -95,6 +112,9 @@ class Session(ABC):
         """The user this connection counts against in the per-user cap, once accepted."""
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
+        self.request_id = requests.current() or requests.accepted(None)
+        """The connection's; its operations' are this plus `.1`, `.2`, ..."""
+        self._operations = 0
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.send_text(orjson.dumps(message).decode())
@@ -117,6 +137,8 @@ class Session(ABC):
         expiry: asyncio.TimerHandle | None = None
         sessions = self.state.sessions
         sessions.add(self)
+        metrics.WEBSOCKETS.inc()
+        started = time.monotonic()
         try:
             async with asyncio.timeout(INIT_TIMEOUT):
                 first = await self.receive()
@@ -132,6 +154,16 @@ class Session(ABC):
             await self.close(4408, "Connection initialisation timeout")
         finally:
             sessions.discard(self)
+            metrics.WEBSOCKETS.dec()
+            log.info(
+                "websocket closed after %d operations",
+                self._operations,
+                extra={
+                    "path": "/graphql",
+                    "duration_ms": round((time.monotonic() - started) * 1000),
+                    "subscriptions": len(self.subscriptions),
+                },
+            )
             if self.counted is not None:
                 per_user = self.state.connections_per_user
                 per_user[self.counted] -= 1
@@ -251,6 +283,7 @@ class Session(ABC):
         if isinstance(operation, GraphQLError):
             await self.error(op_id, [operation])
             return
+        self._operations += 1
         task = asyncio.create_task(
             self.run_operation(
                 op_id, query, prepared.document, operation, variables, operation_name
@@ -276,25 +309,61 @@ class Session(ABC):
         variables: Any,
         operation_name: Any,
     ) -> None:
+        requests.REQUEST_ID.set(f"{self.request_id}.{self._operations}")
+        fields = root_fields(document, operation_name)
+        log.info(
+            "%s %s",
+            operation.value,
+            ",".join(fields),
+            extra={"operation": operation.value, "fields": fields},
+        )
         context = Context(services=self.services, principal=self.principal)
+        started = time.perf_counter()
         try:
             if operation is not OperationType.SUBSCRIPTION:
                 result = await self.executor.execute(document, context, variables, operation_name)
+                count(operation, result, time.perf_counter() - started)
                 await self.send({"type": self.NEXT, "id": op_id, "payload": payload(result)})
-            elif (key := self.share_key(query, document, variables, operation_name)) is not None:
-                await self.relay_shared(op_id, key, document, context, variables, operation_name)
+                await self.send({"type": "complete", "id": op_id})
                 return
-            else:
-                stream = await self.executor.subscribe(document, context, variables, operation_name)
-                if isinstance(stream, ExecutionResult):
-                    await self.error(op_id, list(stream.errors or []))
-                    return
-                await self.relay(op_id, stream)
-            await self.send({"type": "complete", "id": op_id})
+            field = fields[0] if fields else metrics.UNKNOWN
+            metrics.SUBSCRIPTIONS.labels(field).inc()
+            try:
+                await self.run_subscription(
+                    op_id, query, document, context, variables, operation_name, started
+                )
+            finally:
+                metrics.SUBSCRIPTIONS.labels(field).dec()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a resolver's error ends the subscription, with its code
             await self.error(op_id, [as_graphql_error(exc)])
+
+    async def run_subscription(
+        self,
+        op_id: str,
+        query: str,
+        document: Any,
+        context: Context,
+        variables: Any,
+        operation_name: Any,
+        started: float,
+    ) -> None:
+        if (key := self.share_key(query, document, variables, operation_name)) is not None:
+            count(OperationType.SUBSCRIPTION, None, time.perf_counter() - started)
+            await self.relay_shared(op_id, key, document, context, variables, operation_name)
+            return
+        stream = await self.executor.subscribe(document, context, variables, operation_name)
+        count(
+            OperationType.SUBSCRIPTION,
+            stream if isinstance(stream, ExecutionResult) else None,
+            time.perf_counter() - started,
+        )
+        if isinstance(stream, ExecutionResult):
+            await self.error(op_id, list(stream.errors or []))
+            return
+        await self.relay(op_id, stream)
+        await self.send({"type": "complete", "id": op_id})
 
     def share_key(
         self, query: str, document: Any, variables: Any, operation_name: Any
@@ -302,20 +371,9 @@ class Session(ABC):
         """Live views whose result depends only on the document, its variables and the
         caller's role (or, for an order, the caller) share one execution; `events` never
         does, since each subscriber catches up from its own position."""
-        operation = next(
-            (
-                d
-                for d in document.definitions
-                if isinstance(d, OperationDefinitionNode)
-                and (operation_name is None or (d.name and d.name.value == operation_name))
-            ),
-            None,
-        )
-        if operation is None or self.principal is None:
+        if self.principal is None:
             return None
-        roots = {
-            s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)
-        }
+        roots = set(root_fields(document, operation_name))
         scopes = [SHARED.get(root) for root in roots]
         if not roots or None in scopes:
             return None
@@ -345,6 +403,7 @@ class Session(ABC):
         try:
             while (payload := await member.take()) is not None:
                 await self.send_text(head + payload.decode() + "}")
+                metrics.LIVE_DELIVERIES.inc()
             ended = member.shared.ended
             if ended is not None and ended[0] == "error":
                 errors = orjson.loads(ended[1])
@@ -360,6 +419,7 @@ class Session(ABC):
         try:
             async for result in stream:
                 await self.send({"type": self.NEXT, "id": op_id, "payload": payload(result)})
+                metrics.LIVE_DELIVERIES.inc()
                 if result.errors and result.data is None:
                     return
         finally:

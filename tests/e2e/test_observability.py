@@ -1,0 +1,310 @@
+"""/metrics and the JSON logs of a running server: every metric family moves under a scripted
+set of operations (commands, a query, a subscription, killed database connections), the
+endpoint refuses a scrape without its token, and one request id leads from a log line to the
+events that request appended."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kit.database import fresh_database
+from tests.kit.documents import EVENTS, PLACE, REGISTER
+from tests.kit.server import Server, start_server, stop_server, token
+from tests.kit.ws import PRODUCT_SUB, acked
+
+METRICS_TOKEN = "scrape-" + uuid.uuid4().hex
+STAFF = {"Authorization": f"Bearer {token('ops-staff', 'staff')}"}
+ALICE = {"Authorization": f"Bearer {token('ops-alice')}"}
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture(scope="module")
+async def observed_url(server_url: str) -> AsyncIterator[str]:
+    async with fresh_database(server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def observed(observed_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(
+        observed_url,
+        tmp_path_factory.mktemp("observed"),
+        EVENTGRAPH_METRICS_TOKEN=METRICS_TOKEN,
+        EVENTGRAPH_LOG_FORMAT="json",
+        EVENTGRAPH_BROADCAST_URL=observed_url.replace("postgresql://", "postgres://", 1),
+    )
+    yield running
+    stop_server(running)
+
+
+async def scrape(client: httpx.AsyncClient, url: str) -> Samples:
+    response = await client.get(
+        url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
+async def gql(
+    client: httpx.AsyncClient,
+    url: str,
+    query: str,
+    variables: dict[str, Any],
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    response = await client.post(
+        url + "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_metrics_need_the_token_when_one_is_set(observed: Server) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN}]:
+            response = await client.get(observed.url + "/metrics", headers=headers)
+            assert response.status_code == 401
+            assert "eventgraph_" not in response.text
+
+
+async def test_every_family_moves_under_a_scripted_set_of_operations(
+    observed: Server, observed_url: str
+) -> None:
+    sku = f"OBS-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(timeout=30) as client:
+        before = await scrape(client, observed.url)
+
+        registered = await gql(
+            client,
+            observed.url,
+            REGISTER,
+            {"sku": sku, "name": "Obs", "price": "2.00", "stock": 3},
+            STAFF,
+        )
+        assert not registered.get("errors")
+        live = await acked(observed.url, token("ops-bob"))
+        await live.subscribe("p", PRODUCT_SUB, {"sku": sku})
+        assert (await live.next_data("p"))["product"]["onHand"] == 3
+
+        lines = {"lines": [{"sku": sku, "quantity": 1}], "key": "obs-key-1"}
+        first = await gql(client, observed.url, PLACE, lines, ALICE)
+        again = await gql(client, observed.url, PLACE, lines, ALICE)  # replayed by its key
+        assert first["data"]["placeOrder"]["orderId"] == again["data"]["placeOrder"]["orderId"]
+        refused = await gql(
+            client, observed.url, PLACE, {"lines": [{"sku": sku, "quantity": 50}]}, ALICE
+        )
+        assert refused["errors"][0]["extensions"]["code"] == "INSUFFICIENT_STOCK"
+        query = await gql(
+            client,
+            observed.url,
+            "query($s: String!) { product(sku: $s) { reserved } }",
+            {"s": sku},
+            ALICE,
+        )
+        assert query["data"]["product"]["reserved"] in (0, 1)
+        assert (await live.next_data("p"))["product"]["reserved"] == 1
+
+        during = await scrape(client, observed.url)
+        assert total(during, "eventgraph_websocket_connections") >= 1
+        assert total(during, "eventgraph_subscriptions", field="product") >= 1
+        assert total(during, "eventgraph_shared_executions") >= 1
+        assert total(during, "eventgraph_pool_connections") >= 1
+        assert total(during, "eventgraph_fanout_connected") == 1
+
+        # Kill every connection the server holds to its database.
+        admin = await asyncpg.connect(observed_url)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert killed >= 4
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            after = await scrape(client, observed.url)
+            moved = total(after, "eventgraph_projection_reconnects_total") > total(
+                before, "eventgraph_projection_reconnects_total"
+            )
+            caught_up = total(after, "eventgraph_projection_lag_events") == 0
+            fanout_back = (
+                total(after, "eventgraph_fanout_reconnects_total")
+                > total(before, "eventgraph_fanout_reconnects_total")
+                and total(after, "eventgraph_fanout_connected") == 1
+            )
+            if moved and caught_up and fanout_back:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the server did not recover"
+            await asyncio.sleep(0.2)
+        await live.ws.close()
+
+    def grew(name: str, **labels: str) -> None:
+        assert total(after, name, **labels) > total(before, name, **labels), (name, labels)
+
+    grew("eventgraph_commands_total", command="RegisterProduct", outcome="ok")
+    grew("eventgraph_commands_total", command="PlaceOrder", outcome="ok")
+    grew("eventgraph_commands_total", command="PlaceOrder", outcome="replayed")
+    grew("eventgraph_commands_total", command="PlaceOrder", outcome="INSUFFICIENT_STOCK")
+    grew("eventgraph_command_duration_seconds_count", command="PlaceOrder")
+    grew("eventgraph_events_appended_total", type="OrderPlaced")
+    grew("eventgraph_idempotent_replays_total")
+    grew("eventgraph_graphql_operations_total", type="mutation", outcome="ok")
+    grew("eventgraph_graphql_operations_total", type="mutation", outcome="INSUFFICIENT_STOCK")
+    grew("eventgraph_graphql_operations_total", type="query", outcome="ok")
+    grew("eventgraph_graphql_operations_total", type="subscription", outcome="ok")
+    grew("eventgraph_graphql_operation_duration_seconds_count", type="query")
+    grew("eventgraph_projection_checkpoint", projection="products")
+    grew("eventgraph_projection_head", projection="orders")
+    grew("eventgraph_projection_batch_duration_seconds_count", projection="products")
+    grew("eventgraph_projection_events_applied_total", projection="orders")
+    grew("eventgraph_projection_reconnects_total", projection="products")
+    grew("eventgraph_fanout_reconnects_total")
+    grew("eventgraph_live_deliveries_total")
+    grew("eventgraph_live_delivery_seconds_count")
+    for name in [
+        "eventgraph_projection_lag_events",
+        "eventgraph_projection_lag_seconds",
+        "eventgraph_projection_parked_events",
+        "eventgraph_pool_connections_in_use",
+        "eventgraph_append_conflicts_total",
+        "eventgraph_command_retries_total",
+        "eventgraph_command_group_size_count",
+        "eventgraph_live_superseded_total",
+    ]:
+        assert any(n == name for n, _ in after), name
+
+
+async def test_json_logs_carry_the_request_id_into_the_events_appended(
+    observed: Server,
+) -> None:
+    request_id = f"trace-{uuid.uuid4().hex}"
+    sku = f"LOG-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            observed.url + "/graphql",
+            json={
+                "query": REGISTER,
+                "variables": {"sku": sku, "name": "Log", "price": "1.00", "stock": 1},
+            },
+            headers={**STAFF, "X-Request-Id": request_id},
+        )
+        assert response.headers["x-request-id"] == request_id
+        position = response.json()["data"]["registerProduct"]["position"]
+        generated = []
+        for forged in ['bad id "level": "ERROR"', "x" * 129, ""]:
+            answered = await client.get(observed.url + "/healthz", headers={"X-Request-Id": forged})
+            generated.append(answered.headers["x-request-id"])
+            assert generated[-1] != forged and re.fullmatch(r"[0-9a-f]{32}", generated[-1])
+        events = await gql(
+            client,
+            observed.url,
+            EVENTS,
+            {"after": position - 1, "first": 1, "stream": f"product-{sku}"},
+            STAFF,
+        )
+    [event] = events["data"]["events"]
+    metadata = (
+        event["metadata"] if isinstance(event["metadata"], dict) else json.loads(event["metadata"])
+    )
+    assert metadata["correlationId"] == request_id
+
+    await asyncio.sleep(0.2)
+    lines = Path(observed.log).read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]  # every line is one object
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    mine = [r for r in records if r.get("request_id") == request_id]
+    assert any(r.get("path") == "/graphql" and r.get("status") == 200 for r in mine), mine
+    assert all("Bearer" not in line and METRICS_TOKEN not in line for line in lines)
+    for request in generated:
+        assert any(r.get("request_id") == request and r.get("path") == "/healthz" for r in records)
+
+
+DOCKER = Path(__file__).parents[2] / "docker"
+
+
+def family_of(name: str, families: dict[str, str]) -> str | None:
+    """The exported family a sample name in a query belongs to, if any."""
+    if name in families:
+        return name
+    for suffix, kinds in [
+        ("_total", {"counter"}),
+        ("_bucket", {"histogram"}),
+        ("_sum", {"histogram", "summary"}),
+        ("_count", {"histogram", "summary"}),
+    ]:
+        base = name.removesuffix(suffix)
+        if base != name and families.get(base) in kinds:
+            return base
+    return None
+
+
+async def test_the_grafana_dashboard_queries_only_what_metrics_exports(observed: Server) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(
+            observed.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+    families = {f.name: f.type for f in text_string_to_metric_families(response.text)}
+    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "eventgraph.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    used = {n for e in exprs for n in re.findall(r"\beventgraph_[a-z_]+\b", e)}
+    unknown = sorted(n for n in used if family_of(n, families) is None)
+    assert not unknown, f"the dashboard queries metrics /metrics does not export: {unknown}"
+    for needed in [
+        "commands",
+        "command_duration_seconds",
+        "projection_lag_events",
+        "websocket_connections",
+        "live_delivery_seconds",
+        "graphql_operations",
+    ]:
+        assert any(family_of(n, families) == f"eventgraph_{needed}" for n in used), needed
+
+
+def test_status_shows_one_screen_from_the_servers_metrics(observed: Server) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def status(token: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "EVENTGRAPH_METRICS_TOKEN"}
+        if token:
+            env["EVENTGRAPH_METRICS_TOKEN"] = token
+        command = [sys.executable, "-m", "eventgraph.cli", "status", "--url", observed.url]
+        return subprocess.run(
+            [*command, "--interval", "0.2"], capture_output=True, text=True, env=env, timeout=30
+        )
+
+    shown = status(METRICS_TOKEN)
+    assert shown.returncode == 0, shown.stderr
+    assert "connections" in shown.stdout and "commands" in shown.stdout
+    for name in ["products", "orders", "sales"]:
+        assert any(line.startswith(name) for line in shown.stdout.splitlines()), shown.stdout
+    refused = status(None)
+    assert refused.returncode == 1 and "401" in refused.stdout
+    assert METRICS_TOKEN not in refused.stdout + refused.stderr
