@@ -27,6 +27,7 @@ DATABASE_AWAY = (
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.CannotConnectNowError,
+    asyncpg.exceptions._base.InternalClientError,  # a connection killed mid-statement
 )
 """What a query raises when the database (or the connection it was on) has gone away."""
 
