@@ -19,7 +19,6 @@ import re
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -119,7 +118,7 @@ async def main(seconds: float, rounds: int) -> None:
                     orders.append(wrk(base, place_script(False), 16, seconds))
                     hot.append(wrk(base, place_script(True), 16, seconds))
                     raw.append(pgbench(url, seconds))
-                    time.sleep(seconds)
+                    await asyncio.sleep(seconds)
                 med = statistics.median
                 print(
                     json.dumps(
