@@ -56,14 +56,17 @@ class EventGraphApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         request_id = requests.accepted(_header(scope, b"x-request-id"))
-        requests.REQUEST_ID.set(request_id)
         if scope["type"] == "websocket":
+            # Not set in the context: a socket may live for hours, and its subscriptions
+            # log with the id explicitly; its queries and mutations set their own.
+            scope["eventgraph.request_id"] = request_id
             if scope["path"] == "/graphql":
                 scope["app"] = self
                 await graphql_ws(WebSocket(scope, receive, send))
                 return
             await super().__call__(scope, receive, send)
             return
+        requests.REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500
 

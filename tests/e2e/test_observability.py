@@ -335,3 +335,44 @@ def test_status_shows_one_screen_from_the_servers_metrics(observed: Server) -> N
     refused = status(None)
     assert refused.returncode == 1 and "401" in refused.stdout
     assert METRICS_TOKEN not in refused.stdout + refused.stderr
+
+
+async def test_websocket_operations_carry_the_connections_request_id(observed: Server) -> None:
+    import websockets
+
+    from tests.kit.ws import Client
+
+    connection_id = f"ws-{uuid.uuid4().hex}"
+    sku = f"WSLOG-{uuid.uuid4().hex[:8]}"
+    socket = await websockets.connect(
+        observed.url.replace("http", "ws") + "/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        additional_headers={"X-Request-Id": connection_id},
+    )
+    client = Client(socket, "graphql-transport-ws")
+    await client.send({"type": "connection_init", "payload": STAFF})
+    assert (await client.recv())["type"] == "connection_ack"
+    variables = {"sku": sku, "name": "Ws", "price": "1.00", "stock": 1}
+    await client.subscribe("m", REGISTER, variables)  # a mutation over the socket
+    registered = (await client.next_data("m"))["registerProduct"]
+    await socket.close()
+    async with httpx.AsyncClient(timeout=10) as http:
+        found = await gql(
+            http,
+            observed.url,
+            EVENTS,
+            {"after": registered["position"] - 1, "first": 1, "stream": f"product-{sku}"},
+            STAFF,
+        )
+    [event] = found["data"]["events"]
+    assert event["metadata"]["correlationId"] == f"{connection_id}.1"
+    await asyncio.sleep(0.3)
+    records = [json.loads(line) for line in Path(observed.log).read_text().splitlines() if line]
+    assert any(
+        r.get("request_id") == f"{connection_id}.1" and r.get("operation") == "mutation"
+        for r in records
+    )
+    assert any(
+        r.get("request_id") == connection_id and r.get("message", "").startswith("websocket closed")
+        for r in records
+    )

@@ -112,7 +112,9 @@ class Session(ABC):
         """The user this connection counts against in the per-user cap, once accepted."""
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
-        self.request_id = requests.current() or requests.accepted(None)
+        self.request_id: str = websocket.scope.get("eventgraph.request_id") or requests.accepted(
+            None
+        )
         """The connection's; its operations' are this plus `.1`, `.2`, ..."""
         self._operations = 0
 
@@ -162,6 +164,7 @@ class Session(ABC):
                     "path": "/graphql",
                     "duration_ms": round((time.monotonic() - started) * 1000),
                     "subscriptions": len(self.subscriptions),
+                    "request_id": self.request_id,
                 },
             )
             if self.counted is not None:
@@ -309,61 +312,50 @@ class Session(ABC):
         variables: Any,
         operation_name: Any,
     ) -> None:
-        requests.REQUEST_ID.set(f"{self.request_id}.{self._operations}")
+        request_id = f"{self.request_id}.{self._operations}"
         fields = root_fields(document, operation_name)
         log.info(
             "%s %s",
             operation.value,
             ",".join(fields),
-            extra={"operation": operation.value, "fields": fields},
+            extra={"operation": operation.value, "fields": fields, "request_id": request_id},
         )
+        field = fields[0] if fields else metrics.UNKNOWN
+        del fields  # nothing per subscription is kept that need not be
         context = Context(services=self.services, principal=self.principal)
         started = time.perf_counter()
         try:
             if operation is not OperationType.SUBSCRIPTION:
+                requests.REQUEST_ID.set(request_id)  # the events it appends carry it
                 result = await self.executor.execute(document, context, variables, operation_name)
                 count(operation, result, time.perf_counter() - started)
                 await self.send({"type": self.NEXT, "id": op_id, "payload": payload(result)})
                 await self.send({"type": "complete", "id": op_id})
                 return
-            field = fields[0] if fields else metrics.UNKNOWN
+            del request_id
             metrics.SUBSCRIPTIONS.labels(field).inc()
             try:
-                await self.run_subscription(
-                    op_id, query, document, context, variables, operation_name, started
-                )
+                if (key := self.share_key(query, document, variables, operation_name)) is not None:
+                    count(operation, None, time.perf_counter() - started)
+                    await self.relay_shared(
+                        op_id, key, document, context, variables, operation_name
+                    )
+                    return
+                stream = await self.executor.subscribe(document, context, variables, operation_name)
+                failed = stream if isinstance(stream, ExecutionResult) else None
+                count(operation, failed, time.perf_counter() - started)
+                if failed is not None:
+                    await self.error(op_id, list(failed.errors or []))
+                    return
+                assert not isinstance(stream, ExecutionResult)
+                await self.relay(op_id, stream)
+                await self.send({"type": "complete", "id": op_id})
             finally:
                 metrics.SUBSCRIPTIONS.labels(field).dec()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a resolver's error ends the subscription, with its code
             await self.error(op_id, [as_graphql_error(exc)])
-
-    async def run_subscription(
-        self,
-        op_id: str,
-        query: str,
-        document: Any,
-        context: Context,
-        variables: Any,
-        operation_name: Any,
-        started: float,
-    ) -> None:
-        if (key := self.share_key(query, document, variables, operation_name)) is not None:
-            count(OperationType.SUBSCRIPTION, None, time.perf_counter() - started)
-            await self.relay_shared(op_id, key, document, context, variables, operation_name)
-            return
-        stream = await self.executor.subscribe(document, context, variables, operation_name)
-        count(
-            OperationType.SUBSCRIPTION,
-            stream if isinstance(stream, ExecutionResult) else None,
-            time.perf_counter() - started,
-        )
-        if isinstance(stream, ExecutionResult):
-            await self.error(op_id, list(stream.errors or []))
-            return
-        await self.relay(op_id, stream)
-        await self.send({"type": "complete", "id": op_id})
 
     def share_key(
         self, query: str, document: Any, variables: Any, operation_name: Any
