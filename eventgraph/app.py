@@ -170,6 +170,7 @@ def create_app(
             run_projectors=run_projectors,
             broadcast_url=settings.broadcast_url,
             position_poll_seconds=settings.position_poll_seconds,
+            publish_url=settings.publish_url,
         ) as runtime:
             live = LiveViews(runtime.pool, runtime.watch, READ_MODELS)
             live.start()

@@ -213,6 +213,34 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the relay alone: every event to EVENTGRAPH_PUBLISH_URL (one leads at a time)."""
+    from eventgraph.runtime import open_runtime
+
+    if not settings.publish_url:
+        print("eventgraph publish: set EVENTGRAPH_PUBLISH_URL=amqp://…", file=sys.stderr)
+        return 2
+
+    async def run(dsn: str) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_runtime(
+            dsn,
+            run_projectors=False,
+            max_pool=4,
+            broadcast_url=settings.broadcast_url,
+            publish_url=settings.publish_url,
+        ):
+            print("relay running; Ctrl-C to stop", file=sys.stderr, flush=True)
+            await stop.wait()
+
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        asyncio.run(run(dsn))
+    return 0
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from schema import build_schema
 
@@ -256,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help="also serve /healthz, /readyz and /metrics on this port"
     )
     project.set_defaults(run=_project)
+
+    commands.add_parser(
+        "publish",
+        help="run the relay alone: every event, in order, to EVENTGRAPH_PUBLISH_URL (RabbitMQ)",
+    ).set_defaults(run=_publish)
 
     rebuild = commands.add_parser(
         "rebuild", help="rebuild a projection from the log into new tables, then switch over"

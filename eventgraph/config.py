@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from support.logs import FORMATS
 
@@ -14,6 +15,12 @@ MIN_SECRET_BYTES = 32
 
 class ConfigError(Exception):
     """A setting that cannot be used: the process refuses to start, saying which."""
+
+
+def _publish_url(value: str | None) -> str | None:
+    if value is not None and urlsplit(value).scheme not in ("amqp", "amqps"):
+        raise ConfigError("EVENTGRAPH_PUBLISH_URL must be an amqp:// or amqps:// URL")
+    return value
 
 
 def _log_format(value: str) -> str:
@@ -39,6 +46,7 @@ class Settings:
     cors_origins: str | None = None
     log_format: str = "text"
     metrics_token: str | None = None
+    publish_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +65,7 @@ class Settings:
             cors_origins=env.get("EVENTGRAPH_CORS_ORIGINS") or None,
             log_format=_log_format(env.get("EVENTGRAPH_LOG_FORMAT") or "text"),
             metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
+            publish_url=_publish_url(env.get("EVENTGRAPH_PUBLISH_URL") or None),
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:

@@ -20,6 +20,7 @@ from projections.generations import ensure_projection
 from projections.runner import ProjectionRunner
 from projections.watch import ProjectionWatch
 from transport.fanout import Fanout
+from transport.relay import Relay
 
 DATABASE_AWAY = (
     OSError,
@@ -42,6 +43,7 @@ class Runtime:
     watch: ProjectionWatch
     runners: list[ProjectionRunner]
     fanout: Fanout
+    relay: Relay | None = None
 
 
 def shop_upcasters() -> UpcasterRegistry:
@@ -77,6 +79,7 @@ async def open_runtime(
     max_pool: int = 20,
     broadcast_url: str = "memory://",
     position_poll_seconds: float = 0.5,
+    publish_url: str | None = None,
 ) -> AsyncIterator[Runtime]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -109,9 +112,14 @@ async def open_runtime(
     fanout.start()
     for runner in runners:
         runner.start()
+    relay = Relay(dsn, store, publish_url, signal) if publish_url else None
+    if relay is not None:
+        relay.start()
     try:
-        yield Runtime(dsn, pool, store, signal, listener, watch, runners, fanout)
+        yield Runtime(dsn, pool, store, signal, listener, watch, runners, fanout, relay)
     finally:
+        if relay is not None:
+            await relay.stop()
         for runner in reversed(runners):
             await runner.stop()
         await fanout.stop()

@@ -153,6 +153,16 @@ FANOUT_RECONNECTS = Counter(
     "eventgraph_fanout_reconnects", "Times the fan-out lost its broker and connected again."
 )
 
+RELAY_PUBLISHED = Counter(
+    "eventgraph_relay_published",
+    "Events the relay published and the broker confirmed (republished ones count again).",
+)
+RELAY_CHECKPOINT = Gauge(
+    "eventgraph_relay_checkpoint",
+    "The last log position whose publication the broker confirmed.",
+    multiprocess_mode="max",
+)
+
 POOL_IN_USE = Gauge(
     "eventgraph_pool_connections_in_use",
     "Event store pool connections lent out now.",

@@ -1,0 +1,195 @@
+"""Events to other services: every event of the log, in position order, published to the
+durable RabbitMQ topic exchange `eventgraph.events`, at least once.
+
+Each event is one persistent message: routing key `<streamType>.<EventType>` (`order.
+OrderPlaced`), `message_id` the event id, headers `position`, `stream_id`,
+`stream_version`, `schema_version`, `correlation_id`, and the body the event's JSON as the
+`events` query returns it (upcast to its current version). The relay reads the log as a
+projector does (commit-safe, from its own checkpoint), publishes a batch on a channel with
+publisher confirms, and only once the broker has confirmed every message of the batch
+moves its checkpoint (`eventgraph.relay_checkpoints`). So a crash, a killed process or a
+lost broker connection at any moment means publishing again from the last confirmed
+position: a consumer may see an event twice (same `message_id`), never miss one, and sees
+each stream's events in order, since one channel publishes them in position order and
+RabbitMQ keeps a channel's order into each queue. One relay leads at a time: an advisory lock
+elects it, like the projectors'; others stand by.
+
+The rejected alternative, publishing from the command handler after its append (or in its
+transaction), either loses the event when the process dies between the two or holds a
+database transaction open on a broker round trip; an outbox would be a second copy of the
+log, which the log itself already is."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final
+
+import aio_pika
+import asyncpg
+import orjson
+from aio_pika.abc import AbstractExchange
+
+from eventstore.events import RecordedEvent
+from eventstore.notify import Signal
+from eventstore.store import EventStore
+from support import metrics
+from support.background import Backoff, reconnecting
+
+log = logging.getLogger(__name__)
+
+EXCHANGE: Final = "eventgraph.events"
+CONNECTION_ERRORS: Final = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    aio_pika.exceptions.AMQPError,
+    ConnectionError,
+)
+
+
+def routing_key(event: RecordedEvent) -> str:
+    """`<streamType>.<EventType>`: the stream id's prefix (`order-…` → `order`)."""
+    prefix = event.stream_id.split("-", 1)[0]
+    stream_type = "".join(c for c in prefix if c.isascii() and (c.isalnum() or c == "_"))
+    return f"{stream_type or 'stream'}.{event.type}"
+
+
+def body(event: RecordedEvent) -> bytes:
+    """The event as the `events` query returns it."""
+    return orjson.dumps(
+        {
+            "id": str(event.event_id),
+            "position": event.position,
+            "eventId": str(event.event_id),
+            "streamId": event.stream_id,
+            "streamVersion": event.stream_version,
+            "type": event.type,
+            "schemaVersion": event.schema_version,
+            "data": event.data,
+            "metadata": event.metadata,
+            "occurredAt": event.occurred_at.isoformat(),
+        }
+    )
+
+
+def message(event: RecordedEvent) -> aio_pika.Message:
+    correlation = event.metadata.get("correlationId")
+    return aio_pika.Message(
+        body(event),
+        message_id=str(event.event_id),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type="application/json",
+        type=event.type,
+        timestamp=event.occurred_at,
+        headers={
+            "position": event.position,
+            "stream_id": event.stream_id,
+            "stream_version": event.stream_version,
+            "schema_version": event.schema_version,
+            "correlation_id": correlation if isinstance(correlation, str) else None,
+        },
+    )
+
+
+class Relay:
+    def __init__(
+        self,
+        dsn: str,
+        store: EventStore,
+        url: str,
+        log_signal: Signal,
+        *,
+        name: str = "rabbitmq",
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+        standby_interval: float = 0.5,
+    ) -> None:
+        self._dsn = dsn
+        self._store = store
+        self._url = url
+        self._signal = log_signal
+        self.name = name
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._standby_interval = standby_interval
+        self.role = "starting"
+        self.position = 0
+        """The last position the broker confirmed, as this process last knew it."""
+        self._loop = reconnecting("eventgraph-relay", self._session, expected=CONNECTION_ERRORS)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    async def _session(self, backoff: Backoff) -> None:
+        self.role = "connecting"
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": "eventgraph-relay"}
+        )
+        try:
+            self.role = "standby"
+            while not await conn.fetchval(  # noqa: ASYNC110 - polling Postgres
+                "SELECT pg_try_advisory_lock(hashtext('eventgraph.relay.' || $1))", self.name
+            ):
+                await asyncio.sleep(self._standby_interval)
+            await conn.execute(
+                "INSERT INTO eventgraph.relay_checkpoints (name) VALUES ($1)"
+                " ON CONFLICT (name) DO NOTHING",
+                self.name,
+            )
+            self.position = await conn.fetchval(
+                "SELECT position FROM eventgraph.relay_checkpoints WHERE name = $1", self.name
+            )
+            broker = await aio_pika.connect(self._url, timeout=10)
+            try:
+                channel = await broker.channel(publisher_confirms=True)
+                exchange = await channel.declare_exchange(
+                    EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+                )
+                self.role = "leader"
+                log.info("relay %s: leading from position %d", self.name, self.position)
+                backoff.reset()
+                await self._lead(conn, broker, exchange)
+            finally:
+                await asyncio.shield(_close(broker))
+        finally:
+            self.role = "reconnecting"
+            if not conn.is_closed():
+                conn.terminate()
+
+    async def _lead(
+        self, conn: asyncpg.Connection, broker: Any, exchange: AbstractExchange
+    ) -> None:
+        while True:
+            if broker.is_closed:
+                raise ConnectionError("the broker closed the connection")
+            armed = self._signal.armed()
+            events = await self._store.read_all(self.position, self._batch_size)
+            if not events:
+                await Signal.wait(armed, self._poll_interval)
+                continue
+            # One channel, in position order; each publish returns once the broker confirmed.
+            await asyncio.gather(
+                *(exchange.publish(message(e), routing_key(e), mandatory=False) for e in events)
+            )
+            position = events[-1].position
+            await conn.execute(
+                "UPDATE eventgraph.relay_checkpoints SET position = $2, updated_at = now()"
+                " WHERE name = $1 AND position < $2",
+                self.name,
+                position,
+            )
+            self.position = position
+            metrics.RELAY_PUBLISHED.inc(len(events))
+            metrics.RELAY_CHECKPOINT.set(position)
+
+
+async def _close(broker: Any) -> None:
+    try:
+        await asyncio.wait_for(broker.close(), 5)
+    except Exception as exc:  # closing a connection that is already gone
+        log.debug("relay: closing the broker connection: %r", exc)
