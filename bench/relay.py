@@ -33,6 +33,7 @@ import orjson
 from bench.append import DATA, META
 from bench.common import fresh_database, machine, server
 from eventstore.events import NO_STREAM, NewEvent
+from eventstore.notify import CoalescingNotifier, Signal
 from eventstore.store import EventStore, init_connection
 from transport.relay import EXCHANGE, body, routing_key
 
@@ -106,17 +107,24 @@ async def latency(url: str, store: EventStore, rate: float, seconds: float, data
     lag: list[float] = []
     wanted = int(rate * seconds)
 
+    warm = asyncio.Event()
+
     async def on_message(message: Any) -> None:
         event = orjson.loads(message.body)
         sent = event["data"].get("sentAt")
-        if sent is not None:
+        if event["data"].get("warmUp"):
+            warm.set()
+        elif sent is not None:
             lag.append((time.time() - sent) * 1000)
         await message.ack()
 
     await declared.consume(on_message)
     process = relay_process(url, data_dir)
     try:
-        await asyncio.sleep(2)  # the relay has caught up with the throughput rounds' events
+        # Timing starts once the relay process is up and has published a first event.
+        warm_up = NewEvent("InventoryUpdated", {**DATA, "warmUp": True}, metadata=META)
+        await store.append({f"warm-{uuid.uuid4().hex[:6]}": (NO_STREAM, [warm_up])})
+        await asyncio.wait_for(warm.wait(), 60)
         start = time.perf_counter()
         for i in range(wanted):
             at = start + i / rate
@@ -130,7 +138,7 @@ async def latency(url: str, store: EventStore, rate: float, seconds: float, data
     finally:
         process.terminate()
         process.wait(10)
-        await channel.queue_delete(name)
+        await declared.delete(if_unused=False, if_empty=False)
         await connection.close()
     lag.sort()
     return {
@@ -147,7 +155,10 @@ async def main(events: int, rounds: int, rate: float, seconds: float) -> None:
         async with fresh_database(server_url) as url:
             pool = await asyncpg.create_pool(url, min_size=2, max_size=8, init=init_connection)
             assert pool is not None
-            store = EventStore(pool)
+            # Appends NOTIFY after commit, as the API's do: the relay wakes on them.
+            notifier = CoalescingNotifier(pool, Signal())
+            notifier.start()
+            store = EventStore(pool, notifier=notifier)
             for i in range(events // 100):
                 batch = [NewEvent("InventoryUpdated", DATA, metadata=META) for _ in range(100)]
                 await store.append({f"bench-{i % 100}-{i // 100}": (NO_STREAM, batch)})
@@ -155,16 +166,17 @@ async def main(events: int, rounds: int, rate: float, seconds: float) -> None:
             connection = await aio_pika.connect(AMQP_URL)
             channel = await connection.channel(publisher_confirms=True)
             name = f"bench-relay-{uuid.uuid4().hex[:6]}"
-            exchange, _ = await queue(channel, name)
+            exchange, declared = await queue(channel, name)
             ours, raw = [], []
             for _ in range(rounds):
                 raw.append(await raw_rate(store, head, exchange))
-                await channel.queue_purge(name)
+                await declared.purge()
                 ours.append(await relay_rate(url, pool, head, data_dir))
-                await channel.queue_purge(name)
-            await channel.queue_delete(name)
+                await declared.purge()
+            await declared.delete(if_unused=False, if_empty=False)
             await connection.close()
             timed = await latency(url, store, rate, seconds, data_dir)
+            await notifier.stop()
             await pool.close()
     print(
         json.dumps(

@@ -130,8 +130,10 @@ async def _health(runtime: Runtime) -> JSONResponse:
     connection it just dropped is retried once)."""
     for attempt in range(2):
         try:
-            async with asyncio.timeout(2), runtime.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+            async with asyncio.timeout(2):
+                for pool in {runtime.pool, runtime.reads}:
+                    async with pool.acquire() as conn:
+                        await conn.fetchval("SELECT 1")
             return JSONResponse({"status": "ok"})
         except (*DATABASE_AWAY, TimeoutError):
             if attempt == 1:
@@ -171,8 +173,9 @@ def create_app(
             broadcast_url=settings.broadcast_url,
             position_poll_seconds=settings.position_poll_seconds,
             publish_url=settings.publish_url,
+            read_dsn=settings.read_database_url,
         ) as runtime:
-            live = LiveViews(runtime.pool, runtime.watch, READ_MODELS)
+            live = LiveViews(runtime.reads, runtime.watch, READ_MODELS)
             live.start()
             collections = ScheduledFullCollections()
             collections.start()
@@ -185,7 +188,7 @@ def create_app(
                 services=Services(
                     shop=Shop(runtime.store),
                     store=runtime.store,
-                    pool=runtime.pool,
+                    pool=runtime.reads,
                     watch=runtime.watch,
                     cursors=Cursors(jwt_secret),
                     read_wait_seconds=settings.read_wait_seconds,

@@ -188,7 +188,11 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with open_runtime(
-            dsn, run_projectors=True, max_pool=4, broadcast_url=settings.broadcast_url
+            dsn,
+            run_projectors=True,
+            max_pool=4,
+            broadcast_url=settings.broadcast_url,
+            read_dsn=settings.read_database_url,
         ) as runtime:
             server = None
             if args.port is not None:
@@ -232,6 +236,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
             max_pool=4,
             broadcast_url=settings.broadcast_url,
             publish_url=settings.publish_url,
+            read_dsn=settings.read_database_url,
         ):
             print("relay running; Ctrl-C to stop", file=sys.stderr, flush=True)
             await stop.wait()

@@ -47,6 +47,7 @@ class Settings:
     log_format: str = "text"
     metrics_token: str | None = None
     publish_url: str | None = None
+    read_database_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -66,6 +67,7 @@ class Settings:
             log_format=_log_format(env.get("EVENTGRAPH_LOG_FORMAT") or "text"),
             metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
             publish_url=_publish_url(env.get("EVENTGRAPH_PUBLISH_URL") or None),
+            read_database_url=env.get("EVENTGRAPH_READ_DATABASE_URL") or None,
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:

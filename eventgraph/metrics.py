@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 async def refresh_levels(runtime: Runtime, transport: TransportState) -> dict[str, Any]:
     """Set the gauges that are levels rather than events; returns the projections' report."""
-    report = await status(runtime.pool, await runtime.store.head(), 0, detail=False)
+    head = await runtime.store.head()
+    report = await status(runtime.reads, head, 0, detail=False, log=runtime.pool)
     for name, p in report["projections"].items():
         metrics.PROJECTION_CHECKPOINT.labels(name).set(p["checkpoint"])
         metrics.PROJECTION_HEAD.labels(name).set(p["head"])

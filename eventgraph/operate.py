@@ -42,11 +42,15 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
         # The same bootstrap as `serve` and `project` (migrations included), without
         # projectors of its own.
         async with open_runtime(
-            dsn, run_projectors=False, max_pool=4, broadcast_url=settings.broadcast_url
+            dsn,
+            run_projectors=False,
+            max_pool=4,
+            broadcast_url=settings.broadcast_url,
+            read_dsn=settings.read_database_url,
         ) as runtime:
             for projection in chosen:
                 try:
-                    done = await rebuild(dsn, runtime.store, projection, show)
+                    done = await rebuild(runtime.read_dsn, runtime.store, projection, show)
                 except RebuildFailed as exc:
                     print(f"\n{projection.name}: rebuild failed: {exc}", file=sys.stderr)
                     return 1
@@ -71,10 +75,15 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run(dsn: str) -> dict[str, Any]:
         pool = await create_pool(dsn, min_size=1, max_size=2)
+        reads = pool
         try:
+            if settings.read_database_url:
+                reads = await create_pool(settings.read_database_url, min_size=1, max_size=2)
             head = await EventStore(pool).head()
-            return await status(pool, head, settings.max_lag_events, detail=True)
+            return await status(reads, head, settings.max_lag_events, detail=True, log=pool)
         finally:
+            if reads is not pool:
+                await reads.close()
             await pool.close()
 
     with database_url(settings.database_url, settings.data_dir) as dsn:
@@ -109,16 +118,22 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _on_connection(
-    settings: Settings, command: str, act: Callable[[asyncpg.Connection], Awaitable[str]]
+    settings: Settings,
+    command: str,
+    act: Callable[[asyncpg.Connection, asyncpg.Connection], Awaitable[str]],
 ) -> int:
-    """Run `act` on one connection and print what it says; a refusal (exit 1) or an
+    """Run `act` on a connection to the read side (and one to the log, the same unless the
+    read side has its own database) and print what it says; a refusal (exit 1) or an
     unmigrated database (exit 2) is one line on stderr."""
     from projections.operations import ParkRefused
 
     async def run(dsn: str) -> int:
-        conn = await asyncpg.connect(dsn)
+        log = await asyncpg.connect(dsn)
+        conn = (
+            await asyncpg.connect(settings.read_database_url) if settings.read_database_url else log
+        )
         try:
-            print(await act(conn))
+            print(await act(conn, log))
         except ParkRefused as exc:
             print(f"eventgraph {command}: refused: {exc}", file=sys.stderr)
             return 1
@@ -127,6 +142,8 @@ def _on_connection(
             return 2
         finally:
             await conn.close()
+            if log is not conn:
+                await log.close()
         return 0
 
     with database_url(settings.database_url, settings.data_dir) as dsn:
@@ -138,8 +155,8 @@ def park(args: argparse.Namespace, settings: Settings) -> int:
 
     from projections.operations import park
 
-    async def act(conn: asyncpg.Connection) -> str:
-        done = await park(conn, args.projection, args.position, args.reason, args.by)
+    async def act(conn: asyncpg.Connection, log: asyncpg.Connection) -> str:
+        done = await park(conn, args.projection, args.position, args.reason, args.by, log)
         then = "it resumes now" if done.resumed else "it will pass over it when it gets there"
         return (
             f"parked {done.event_type} at position {done.position} (stream {done.stream_id})"
@@ -157,7 +174,7 @@ def park(args: argparse.Namespace, settings: Settings) -> int:
 def resume(args: argparse.Namespace, settings: Settings) -> int:
     from projections.operations import resume
 
-    async def act(conn: asyncpg.Connection) -> str:
+    async def act(conn: asyncpg.Connection, _log: asyncpg.Connection) -> str:
         stopped = await resume(conn, args.projection)
         name = args.projection
         return f"{name} goes on from its checkpoint" if stopped else f"{name} had not stopped"

@@ -9,4 +9,5 @@ from projections.operations import status
 
 
 async def readiness(runtime: Runtime, max_lag_events: int) -> dict[str, Any]:
-    return await status(runtime.pool, await runtime.store.head(), max_lag_events, detail=False)
+    head = await runtime.store.head()
+    return await status(runtime.reads, head, max_lag_events, detail=False, log=runtime.pool)

@@ -35,6 +35,10 @@ DATABASE_AWAY = (
 
 @dataclass
 class Runtime:
+    """What a process runs on. `pool` and `store` are the event log's database (the command
+    side); `read_pool` and `read_dsn` the read side's (read models, checkpoints, rebuilds,
+    parked events): the same database unless EVENTGRAPH_READ_DATABASE_URL names another."""
+
     dsn: str
     pool: asyncpg.Pool
     store: EventStore
@@ -44,6 +48,13 @@ class Runtime:
     runners: list[ProjectionRunner]
     fanout: Fanout
     relay: Relay | None = None
+    read_dsn: str = ""
+    read_pool: asyncpg.Pool | None = None
+
+    @property
+    def reads(self) -> asyncpg.Pool:
+        """The read side's pool."""
+        return self.read_pool or self.pool
 
 
 def shop_upcasters() -> UpcasterRegistry:
@@ -80,19 +91,28 @@ async def open_runtime(
     broadcast_url: str = "memory://",
     position_poll_seconds: float = 0.5,
     publish_url: str | None = None,
+    read_dsn: str | None = None,
 ) -> AsyncIterator[Runtime]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-        for projection in all_projections():
-            await ensure_projection(conn, projection)
-    finally:
-        await conn.close()
+    separate = read_dsn is not None and read_dsn != dsn
+    read_dsn = read_dsn or dsn
+    # The read database gets the same migrations (its log tables stay empty): one schema
+    # history, and either database can be the other's in a test or a move.
+    for target in [dsn, read_dsn] if separate else [dsn]:
+        conn = await asyncpg.connect(target)
+        try:
+            await migrate(conn)
+            if target == read_dsn:
+                for projection in all_projections():
+                    await ensure_projection(conn, projection)
+        finally:
+            await conn.close()
     pool = await create_pool(dsn, max_size=max_pool)
+    read_pool = await create_pool(read_dsn, max_size=max_pool) if separate else None
+    reads = read_pool or pool
     signal = Signal()
     notifier = CoalescingNotifier(pool, signal)
     store = EventStore(pool, shop_upcasters(), notifier)
-    watch = ProjectionWatch(pool, position_poll_seconds)
+    watch = ProjectionWatch(reads, position_poll_seconds)
     fanout = Fanout(broadcast_url, watch)
 
     def applied(name: str, position: int) -> None:
@@ -101,7 +121,7 @@ async def open_runtime(
 
     listener = Listener(dsn, {LOG_CHANNEL: lambda _: signal.fire()})
     runners = (
-        [ProjectionRunner(p, dsn, store, signal, applied) for p in all_projections()]
+        [ProjectionRunner(p, read_dsn, store, signal, applied) for p in all_projections()]
         if run_projectors
         else []
     )
@@ -116,7 +136,9 @@ async def open_runtime(
     if relay is not None:
         relay.start()
     try:
-        yield Runtime(dsn, pool, store, signal, listener, watch, runners, fanout, relay)
+        yield Runtime(
+            dsn, pool, store, signal, listener, watch, runners, fanout, relay, read_dsn, read_pool
+        )
     finally:
         if relay is not None:
             await relay.stop()
@@ -126,4 +148,6 @@ async def open_runtime(
         await watch.stop()
         await listener.stop()
         await notifier.stop()
+        if read_pool is not None:
+            await read_pool.close()
         await pool.close()

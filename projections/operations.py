@@ -17,14 +17,18 @@ from domain.values import MAX_REASON, MAX_SUB, is_clean_text
 from projections import by_name
 
 _STATUS = """
-SELECT p.name, p.position, p.status, p.error, p.generation, p.failed_position,
+SELECT p.name, p.position, p.status, p.error, p.generation, p.failed_position
+  FROM eventgraph.projections p ORDER BY p.name
+"""
+_FROM_THE_LOG = """
+SELECT q.position,
        (SELECT e.recorded_at FROM eventgraph.events e
-         WHERE e.position > p.position AND e.position <= $1
+         WHERE e.position > q.position AND e.position <= $2
          ORDER BY e.position LIMIT 1) AS oldest_unapplied_at,
        f.event_id AS failed_event_id, f.type AS failed_type, f.stream_id AS failed_stream_id
-  FROM eventgraph.projections p
-  LEFT JOIN eventgraph.events f ON f.position = p.failed_position
- ORDER BY p.name
+  FROM unnest($1::bigint[], $3::bigint[]) WITH ORDINALITY AS q(position, failed, i)
+  LEFT JOIN eventgraph.events f ON f.position = q.failed
+ ORDER BY q.i
 """
 _PARKED = """
 SELECT projection, position, event_id, event_type, stream_id, error, reason, parked_by, parked_at
@@ -37,13 +41,25 @@ class ParkRefused(Exception):
 
 
 async def status(
-    conn: asyncpg.Connection | asyncpg.Pool, head: int, max_lag_events: int, *, detail: bool
+    conn: asyncpg.Connection | asyncpg.Pool,
+    head: int,
+    max_lag_events: int,
+    *,
+    detail: bool,
+    log: asyncpg.Connection | asyncpg.Pool | None = None,
 ) -> dict[str, Any]:
     """Each projection's checkpoint against the log's `head`, what stopped it if anything,
     and the events parked for it; `ready` when none has stopped or lags too far. Without
     `detail` (for the open /readyz), a parked event's stored error and who parked it are
-    left out."""
-    rows = await conn.fetch(_STATUS, head)
+    left out. `conn` is the read side; `log` the event log's database, if another."""
+    found = await conn.fetch(_STATUS)
+    from_log = await (log or conn).fetch(
+        _FROM_THE_LOG,
+        [r["position"] for r in found],
+        head,
+        [r["failed_position"] for r in found],
+    )
+    rows = [{**dict(r), **dict(f)} for r, f in zip(found, from_log, strict=True)]
     parked: dict[str, list[dict[str, Any]]] = {}
     for r in await conn.fetch(_PARKED):
         entry = {
@@ -100,7 +116,12 @@ class Parked:
 
 
 async def park(
-    conn: asyncpg.Connection, name: str, position: int, reason: str, parked_by: str
+    conn: asyncpg.Connection,
+    name: str,
+    position: int,
+    reason: str,
+    parked_by: str,
+    log: asyncpg.Connection | asyncpg.Pool | None = None,
 ) -> Parked:
     """Record that projection `name` passes over the event at `position`. Refused unless the
     event exists and the projection has not applied it yet (normally: the event it stopped
@@ -127,7 +148,7 @@ async def park(
                 f"{name} has already applied position {position} (its checkpoint is"
                 f" {projection['position']}): there is nothing to park"
             )
-        event = await conn.fetchrow(
+        event = await (log or conn).fetchrow(
             "SELECT event_id, type, stream_id FROM eventgraph.events WHERE position = $1",
             position,
         )

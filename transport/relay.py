@@ -103,7 +103,7 @@ class Relay:
         *,
         name: str = "rabbitmq",
         batch_size: int = 500,
-        poll_interval: float = 0.5,
+        poll_interval: float = 0.1,
         standby_interval: float = 0.5,
     ) -> None:
         self._dsn = dsn
@@ -170,7 +170,8 @@ class Relay:
             armed = self._signal.armed()
             events = await self._store.read_all(self.position, self._batch_size)
             if not events:
-                await Signal.wait(armed, self._poll_interval)
+                quick = self._store.frontier.waiting_on_holes
+                await Signal.wait(armed, 0.005 if quick else self._poll_interval)
                 continue
             # One channel, in position order; each publish returns once the broker confirmed.
             await asyncio.gather(

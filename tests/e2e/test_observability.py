@@ -163,14 +163,16 @@ async def test_every_family_moves_under_a_scripted_set_of_operations(
         assert total(during, "eventgraph_fanout_connected") == 1
 
         # Kill every connection the server holds to its database.
-        admin = await asyncpg.connect(observed_url)
-        try:
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        killed = 0
+        for database in {observed_url, observed.read_url or observed_url}:
+            admin = await asyncpg.connect(database)
+            try:
+                killed += await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await admin.close()
         assert killed >= 4
         deadline = asyncio.get_running_loop().time() + 20
         while True:

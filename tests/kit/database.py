@@ -40,6 +40,7 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
         admin = await asyncpg.connect(server_url)
         try:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await admin.execute(f"DROP DATABASE IF EXISTS {name}_r WITH (FORCE)")
         finally:
             await admin.close()
 

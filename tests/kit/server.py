@@ -30,6 +30,41 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    read_url: str | None = None
+    """The read side's database, when the server has its own (see `read_database`)."""
+
+
+SEPARATE_READ = os.environ.get("EVENTGRAPH_TEST_SEPARATE_READ") == "1"
+"""Run every test server with its read side on a database of its own (`{name}_r`), as
+EVENTGRAPH_READ_DATABASE_URL allows: the suite's second layout."""
+
+
+def read_database(database_url: str) -> str:
+    """The read database that goes with `database_url` (created on first use; dropped
+    with it by tests.kit.database.fresh_database)."""
+    import asyncio
+    import concurrent.futures
+    import contextlib
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    from tests.kit.database import replace_database
+
+    name = urlsplit(database_url).path.lstrip("/") + "_r"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(database_url)
+        try:
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                    await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
+    return replace_database(database_url, name)
 
 
 def _spawn(
@@ -53,6 +88,9 @@ def _spawn(
 def start_server(database_url: str, tmp: Path, port: int | None = None, **env: str) -> Server:
     """A running `eventgraph serve` on `database_url` (on a free port unless given)."""
     port = port or free_port()
+    read_url = env.get("EVENTGRAPH_READ_DATABASE_URL")
+    if SEPARATE_READ and read_url is None:
+        read_url = env["EVENTGRAPH_READ_DATABASE_URL"] = read_database(database_url)
     log = tmp / f"server-{port}.log"
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = _spawn(port, database_url, tmp, out, env)
@@ -63,7 +101,7 @@ def start_server(database_url: str, tmp: Path, port: int | None = None, **env: s
             raise RuntimeError(f"server exited:\n{log.read_text()}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url, process, log)
+                return Server(url, process, log, read_url)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -80,24 +80,29 @@ class Db:
     """Direct reads of the server's database, from a loop of their own in a thread (Hypothesis
     rules are synchronous)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_url: str | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
 
-        async def connect() -> asyncpg.Pool:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=2, init=init_connection)
+        async def connect(to: str) -> asyncpg.Pool:
+            pool = await asyncpg.create_pool(to, min_size=1, max_size=2, init=init_connection)
             assert pool is not None
             return pool
 
-        self.pool: asyncpg.Pool = self.run(connect())
-        self.store = EventStore(self.pool, shop_upcasters())
+        self.log: asyncpg.Pool = self.run(connect(url))
+        """The event log's database."""
+        self.pool: asyncpg.Pool = self.run(connect(read_url)) if read_url else self.log
+        """The read side's (the same unless the server runs with a read database)."""
+        self.store = EventStore(self.log, shop_upcasters())
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
 
     def close(self) -> None:
         self.run(self.pool.close())
+        if self.log is not self.pool:
+            self.run(self.log.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
@@ -105,7 +110,7 @@ class Db:
         return [dict(r) for r in self.run(self.pool.fetch(sql, *args))]
 
     def head_count(self) -> int:
-        return int(self.run(self.pool.fetchval("SELECT count(*) FROM eventgraph.events")))
+        return int(self.run(self.log.fetchval("SELECT count(*) FROM eventgraph.events")))
 
     def replay_matches(self) -> list[str]:
         """Replay the whole log through every projection into scratch tables; the names of
@@ -238,7 +243,7 @@ class ShopMachine(RuleBasedStateMachine):
         ids = [e["eventId"] for e in payload["events"]]
         assert after - before == (0 if replay else len(ids)), "appended once (a replay: never)"
         found = self.s.db.run(
-            self.s.db.pool.fetchval(
+            self.s.db.log.fetchval(
                 "SELECT count(*) FROM eventgraph.events WHERE event_id = any($1::uuid[])", ids
             )
         )
@@ -588,7 +593,7 @@ def caught_up(shared: Shared, seconds: float = 30) -> dict[str, Any]:
             p["checkpoint"] >= report["head"] for p in projections
         ):
             head = shared.db.run(
-                shared.db.pool.fetchval("SELECT coalesce(max(position), 0) FROM eventgraph.events")
+                shared.db.log.fetchval("SELECT coalesce(max(position), 0) FROM eventgraph.events")
             )
             if report["head"] >= head or time.monotonic() > deadline:
                 return report
@@ -605,7 +610,7 @@ def shared(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     loop = asyncio.new_event_loop()
     url = loop.run_until_complete(context.__aenter__())
     server = start_server(url, Path(tmp_path_factory.mktemp("model")))
-    db = Db(url)
+    db = Db(url, server.read_url)
     with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=16)) as http:
         SHARED = Shared(server, db, http)
         try:

@@ -25,6 +25,11 @@ def test_the_compose_stack_has_the_service_its_monitoring_and_pinned_images() ->
     compose = load(DOCKER / "compose.yaml")
     services = compose["services"]
     assert {"postgres", "redis", "api", "projector", "prometheus", "grafana"} <= set(services)
+    assert {"rabbitmq", "relay", "postgres-read"} <= set(services)
+    assert services["relay"]["command"] == ["eventgraph", "publish"]
+    assert services["relay"]["environment"]["EVENTGRAPH_PUBLISH_URL"].startswith("amqp://")
+    for name in ("api", "projector"):
+        assert "@postgres-read:" in services[name]["environment"]["EVENTGRAPH_READ_DATABASE_URL"]
     for name, service in services.items():
         image = service.get("image")
         if image is not None:
