@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any, Final
 
 import aio_pika
@@ -39,6 +40,8 @@ from support.background import Backoff, reconnecting
 log = logging.getLogger(__name__)
 
 EXCHANGE: Final = "eventgraph.events"
+MAX_INFLIGHT_BATCHES: Final = 8
+"""Batches published and not yet confirmed at most, before the relay waits for the oldest."""
 CONNECTION_ERRORS: Final = (
     OSError,
     asyncio.TimeoutError,
@@ -164,29 +167,68 @@ class Relay:
     async def _lead(
         self, conn: asyncpg.Connection, broker: Any, exchange: AbstractExchange
     ) -> None:
-        while True:
-            if broker.is_closed:
-                raise ConnectionError("the broker closed the connection")
-            armed = self._signal.armed()
-            events = await self._store.read_all(self.position, self._batch_size)
-            if not events:
+        """Publish batch after batch without waiting for the broker's confirms (RabbitMQ
+        confirms a persistent message once it is on disk, which it batches: waiting would
+        hold every later event back for a disk flush); the checkpoint follows the confirmed
+        prefix. One channel, in position order, so the broker keeps each stream's order."""
+        inflight: deque[tuple[int, asyncio.Future[Any]]] = deque()
+        position = self.position
+        try:
+            while True:
+                if broker.is_closed:
+                    raise ConnectionError("the broker closed the connection")
+                await self._settle(conn, inflight, wait=len(inflight) >= MAX_INFLIGHT_BATCHES)
+                armed = self._signal.armed()
+                events = await self._store.read_all(position, self._batch_size)
+                if events:
+                    publishes = [
+                        exchange.publish(message(e), routing_key(e), mandatory=False)
+                        for e in events
+                    ]
+                    inflight.append((events[-1].position, asyncio.gather(*publishes)))
+                    position = events[-1].position
+                    continue
                 quick = self._store.frontier.waiting_on_holes
-                await Signal.wait(armed, 0.005 if quick else self._poll_interval)
-                continue
-            # One channel, in position order; each publish returns once the broker confirmed.
-            await asyncio.gather(
-                *(exchange.publish(message(e), routing_key(e), mandatory=False) for e in events)
-            )
-            position = events[-1].position
+                woken = asyncio.ensure_future(
+                    Signal.wait(armed, 0.005 if quick else self._poll_interval)
+                )
+                waiting: set[asyncio.Future[Any]] = {woken}
+                if inflight:
+                    waiting.add(inflight[0][1])
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+        finally:
+            for _, confirms in inflight:
+                confirms.cancel()
+                confirms.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _settle(
+        self,
+        conn: asyncpg.Connection,
+        inflight: deque[tuple[int, asyncio.Future[Any]]],
+        *,
+        wait: bool,
+    ) -> None:
+        """Move the checkpoint over the batches the broker has confirmed, oldest first; a
+        refused or lost publication raises (the session starts again from the checkpoint)."""
+        confirmed = self.position
+        count = 0
+        while inflight and (wait or inflight[0][1].done()):
+            last, confirms = inflight[0]
+            count += len(await confirms)
+            inflight.popleft()
+            confirmed = last
+            wait = False
+        if confirmed > self.position:
             await conn.execute(
                 "UPDATE eventgraph.relay_checkpoints SET position = $2, updated_at = now()"
                 " WHERE name = $1 AND position < $2",
                 self.name,
-                position,
+                confirmed,
             )
-            self.position = position
-            metrics.RELAY_PUBLISHED.inc(len(events))
-            metrics.RELAY_CHECKPOINT.set(position)
+            self.position = confirmed
+            metrics.RELAY_PUBLISHED.inc(count)
+            metrics.RELAY_CHECKPOINT.set(confirmed)
 
 
 async def _close(broker: Any) -> None:
