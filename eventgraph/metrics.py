@@ -42,6 +42,10 @@ async def refresh_levels(runtime: Runtime, transport: TransportState) -> dict[st
         metrics.PROJECTION_LAG_EVENTS.labels(name).set(p["lagEvents"])
         metrics.PROJECTION_LAG_SECONDS.labels(name).set(p["lagSeconds"])
         metrics.PARKED_EVENTS.labels(name).set(len(p["parked"]))
+    for relay in await runtime.pool.fetch(
+        "SELECT name, position FROM eventgraph.relay_checkpoints"
+    ):
+        metrics.RELAY_LAG_EVENTS.labels(relay["name"]).set(max(head - relay["position"], 0))
     pool = runtime.pool
     metrics.POOL_SIZE.set(pool.get_size())
     metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())

@@ -157,6 +157,12 @@ RELAY_PUBLISHED = Counter(
     "eventgraph_relay_published",
     "Events the relay published and the broker confirmed (republished ones count again).",
 )
+RELAY_LAG_EVENTS = Gauge(
+    "eventgraph_relay_lag_events",
+    "Events in the log whose publication the broker has not confirmed yet, by relay.",
+    ["relay"],
+    multiprocess_mode="max",
+)
 RELAY_CHECKPOINT = Gauge(
     "eventgraph_relay_checkpoint",
     "The last log position whose publication the broker confirmed.",
