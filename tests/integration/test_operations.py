@@ -305,7 +305,9 @@ async def test_the_upgrade_retries_a_projection_the_earlier_version_stopped(
                 "INSERT INTO eventgraph.projections (name, version, generation, status, error)"
                 " VALUES ('orders', 1, 1, 'failed', 'PaymentProcessed for an unknown order')"
             )
-            assert await migrate(conn) == ["0004_guards.sql", "0005_append_transactions.sql"]
+            later = [name for version, name, _ in available_migrations() if version >= 4]
+            assert later[:2] == ["0004_guards.sql", "0005_append_transactions.sql"]
+            assert await migrate(conn) == later
             row = await conn.fetchrow("SELECT status, error FROM eventgraph.projections")
             assert (row["status"], row["error"]) == ("running", None)
             # and the previous version's append function still works beside the new one
