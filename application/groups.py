@@ -17,6 +17,7 @@ spread over 100 products on this machine, and both at a tenth of raw appends.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -78,15 +79,18 @@ class Groups:
         if not waiting:
             return
         self._waiting = waiting[MAX_GROUP:]
-        task = asyncio.get_running_loop().create_task(self._run(waiting[:MAX_GROUP]))
+        # In a context of its own: not the request id of the command that happened to end.
+        task = asyncio.get_running_loop().create_task(
+            self._run(waiting[:MAX_GROUP]), context=contextvars.Context()
+        )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
     async def _run(self, members: list[Member]) -> None:
         try:
             await self._commit(members)
-        except Exception as exc:  # each member, run alone, meets and reports it
-            log.warning("a group of %d commands failed, running each alone: %r", len(members), exc)
+        except Exception as exc:  # members left unanswered run alone and meet it themselves
+            log.warning("a group of %d commands failed: %r", len(members), exc)
         finally:
             for member in members:
                 if not member.outcome.done():

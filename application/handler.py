@@ -32,10 +32,11 @@ from eventstore.events import (
     ConcurrencyError,
     GroupReplayed,
     IdempotencyKeyReused,
+    InvalidEventError,
     NewEvent,
     RecordedEvent,
 )
-from eventstore.store import EventStore
+from eventstore.store import MAX_EVENTS_PER_APPEND, EventStore
 from support import metrics, requests
 
 MAX_ATTEMPTS = 40
@@ -247,6 +248,7 @@ class CommandHandler:
             loaded = await self._load(existing, new_streams, use_cache=True)
             accepted: list[tuple[Member, dict[str, tuple[int, list[NewEvent]]], dict[str, Any]]]
             accepted = []
+            events_in_group = 0
             for member in members:
                 if member.outcome.done():
                     continue
@@ -270,6 +272,10 @@ class CommandHandler:
                 except Exception as exc:
                     member.outcome.set_exception(exc)
                     continue
+                size = sum(len(events) for _, events in batch.values())
+                if events_in_group + size > MAX_EVENTS_PER_APPEND:
+                    continue  # the group is full: this one runs alone, after it
+                events_in_group += size
                 for s, events in decided.items():
                     if events:
                         loaded.bases[s], loaded.events[s] = states[s], []
@@ -286,11 +292,35 @@ class CommandHandler:
             ]
             try:
                 results = await self.store.append_together(appends)
-            except (ConcurrencyError, IdempotencyKeyReused, GroupReplayed) as exc:
+            except (
+                ConcurrencyError,
+                IdempotencyKeyReused,
+                GroupReplayed,
+                InvalidEventError,
+            ) as exc:
+                # Refused before anything was written: each member runs alone, and meets
+                # (and is answered) whatever it alone would.
                 if isinstance(exc, ConcurrencyError):
                     metrics.APPEND_CONFLICTS.inc()
                 self._cache.drop(existing)
                 return
+            except BaseException as exc:
+                # Anything else (the connection lost around the commit, a cancellation) may
+                # have written the group: running its members again could apply them twice.
+                # Each is answered as a lone command would be by the same failure.
+                self._cache.drop([*existing, *new_streams])
+                unknown = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else ConnectionError(
+                        "the outcome of this command is unknown: the server stopped while"
+                        " appending it; retry with the same idempotencyKey"
+                    )
+                )
+                for member, _, _ in accepted:
+                    if not member.outcome.done():
+                        member.outcome.set_exception(unknown)
+                raise
             metrics.COMMAND_GROUP_SIZE.observe(len(accepted))
             versions: dict[str, int] = {}
             for (member, batch, states), result in zip(accepted, results, strict=True):

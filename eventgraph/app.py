@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -135,7 +136,7 @@ async def _health(runtime: Runtime) -> JSONResponse:
                     async with pool.acquire() as conn:
                         await conn.fetchval("SELECT 1")
             return JSONResponse({"status": "ok"})
-        except (*DATABASE_AWAY, TimeoutError):
+        except (*DATABASE_AWAY, asyncpg.PostgresError, TimeoutError):
             if attempt == 1:
                 break
     return JSONResponse({"status": "database unavailable"}, status_code=503)
@@ -144,9 +145,10 @@ async def _health(runtime: Runtime) -> JSONResponse:
 async def _ready(runtime: Runtime, settings: Settings) -> JSONResponse:
     for attempt in range(2):
         try:
-            report = await readiness(runtime, settings.max_lag_events)
+            async with asyncio.timeout(5):
+                report = await readiness(runtime, settings.max_lag_events)
             return JSONResponse(report, status_code=200 if report["ready"] else 503)
-        except (*DATABASE_AWAY, TimeoutError):
+        except (*DATABASE_AWAY, asyncpg.PostgresError, TimeoutError):
             if attempt == 1:
                 break
     return JSONResponse({"ready": False, "error": "database unavailable"}, status_code=503)

@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any
 
+import asyncpg
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -46,9 +47,9 @@ async def refresh_levels(runtime: Runtime, transport: TransportState) -> dict[st
         "SELECT name, position FROM eventgraph.relay_checkpoints"
     ):
         metrics.RELAY_LAG_EVENTS.labels(relay["name"]).set(max(head - relay["position"], 0))
-    pool = runtime.pool
-    metrics.POOL_SIZE.set(pool.get_size())
-    metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+    pools = {runtime.pool, runtime.reads}
+    metrics.POOL_SIZE.set(sum(p.get_size() for p in pools))
+    metrics.POOL_IN_USE.set(sum(p.get_size() - p.get_idle_size() for p in pools))
     metrics.SHARED_EXECUTIONS.set(len(transport.multiplexer))
     return report
 
@@ -84,7 +85,7 @@ async def scrape(
             async with asyncio.timeout(2):
                 await refresh_levels(runtime, transport)
             break
-        except (*DATABASE_AWAY, TimeoutError) as exc:
+        except (*DATABASE_AWAY, asyncpg.PostgresError, TimeoutError) as exc:
             if attempt == 1:
                 log.warning("metrics: projection levels not refreshed: %r", exc)
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

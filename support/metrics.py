@@ -171,12 +171,12 @@ RELAY_CHECKPOINT = Gauge(
 
 POOL_IN_USE = Gauge(
     "eventgraph_pool_connections_in_use",
-    "Event store pool connections lent out now.",
+    "Database pool connections lent out now (the log's and, if separate, the read side's).",
     multiprocess_mode="livesum",
 )
 POOL_SIZE = Gauge(
     "eventgraph_pool_connections",
-    "Event store pool connections open now.",
+    "Database pool connections open now (both pools, as above).",
     multiprocess_mode="livesum",
 )
 

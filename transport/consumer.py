@@ -8,6 +8,14 @@ effects, and acknowledges only after that transaction commits. A duplicate finds
 recorded and is acknowledged without running the handler; a crash before the commit leaves
 the message unacknowledged, and RabbitMQ delivers it again.
 
+A handler that raises stops the consumer, with the message requeued: a fault of the
+database clears on the next run; an event the handler can never apply needs a fix (or a
+dead-letter policy on the queue) before the consumer can go on.
+
+Declare the queue (start the consumer once) before relying on the stream: the broker drops
+what no queue is bound to, and a consumer added later starts from then; history is the
+`events` query's.
+
 Order: the relay publishes each stream's events in order, and RabbitMQ keeps that order in a
 queue. The queue is declared single-active-consumer, so that several instances of a
 consumer service never handle one queue's messages concurrently; messages are handled one

@@ -11,8 +11,11 @@ moves its checkpoint (`eventgraph.relay_checkpoints`). So a crash, a killed proc
 lost broker connection at any moment means publishing again from the last confirmed
 position: a consumer may see an event twice (same `message_id`), never miss one, and sees
 each stream's events in order, since one channel publishes them in position order and
-RabbitMQ keeps a channel's order into each queue. One relay leads at a time: an advisory lock
-elects it, like the projectors'; others stand by.
+RabbitMQ keeps a channel's order into each queue. "Never miss one" holds for queues bound
+when the event is published: the broker drops (and confirms) what no queue is bound to, as
+any pub/sub does, so a consumer declares its queue before it relies on the stream, and a
+consumer added later starts from then (history is the `events` query's, from position 0).
+One relay leads at a time: an advisory lock elects it, like the projectors'; others stand by.
 
 The rejected alternative, publishing from the command handler after its append (or in its
 transaction), either loses the event when the process dies between the two or holds a
@@ -195,8 +198,10 @@ class Relay:
                 waiting: set[asyncio.Future[Any]] = {woken}
                 if inflight:
                     waiting.add(inflight[0][1])
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
+                try:
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
         finally:
             for _, confirms in inflight:
                 confirms.cancel()

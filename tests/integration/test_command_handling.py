@@ -4,7 +4,9 @@ that share the database but not their in-memory state."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import asyncpg
 import pytest
 
 from application import commands
@@ -163,3 +165,41 @@ async def test_a_caller_gone_while_waiting_in_a_group_abandons_no_one(store: Eve
     placed, _ = await _placed_in(store)
     last = (await store.read_stream("product-GONE"))[-1]
     assert last.data["reserved"] == placed >= 15
+
+
+class LosesTheReply(EventStore):
+    """The log on real PostgreSQL, except that the first group commit's reply is lost after
+    the commit (the connection dropped around it): written, but its caller cannot know."""
+
+    lost = False
+
+    async def append_together(self, appends: Any) -> Any:
+        results = await super().append_together(appends)
+        if not self.lost:
+            self.lost = True
+            raise asyncpg.ConnectionDoesNotExistError(
+                "connection was closed in the middle of operation"
+            )
+        return results
+
+
+async def test_a_group_whose_outcome_is_unknown_is_never_applied_twice(store: EventStore) -> None:
+    registry = UpcasterRegistry()
+    for event_type, version, upcaster in UPCASTERS:
+        registry.register(event_type, version, upcaster)
+    one = Shop(LosesTheReply(store.pool, registry))
+    await one.handle(commands.RegisterProduct(STAFF, "LOST", "Lost", "1.00", 0))
+
+    async def restock(n: int) -> str:
+        try:
+            await one.handle(commands.RestockProduct(STAFF, "LOST", n))
+        except asyncpg.ConnectionDoesNotExistError:
+            return "unknown"
+        return "ok"
+
+    outcomes = await asyncio.gather(*(restock(n) for n in (1, 2, 4, 8)))
+    assert "unknown" in outcomes  # the group whose reply was lost
+    events = await store.read_stream("product-LOST")
+    restocked = [e.data["quantity"] for e in events[1:]]
+    assert sorted(restocked) == [1, 2, 4, 8]  # each applied once, whatever its caller heard
+    assert events[-1].data["onHand"] == 15

@@ -287,9 +287,10 @@ class Session(ABC):
             await self.error(op_id, [operation])
             return
         self._operations += 1
+        request_id = f"{self.request_id}.{self._operations}"
         task = asyncio.create_task(
             self.run_operation(
-                op_id, query, prepared.document, operation, variables, operation_name
+                op_id, query, prepared.document, operation, variables, operation_name, request_id
             )
         )
         self.subscriptions[op_id] = task
@@ -311,8 +312,8 @@ class Session(ABC):
         operation: OperationType,
         variables: Any,
         operation_name: Any,
+        request_id: str,
     ) -> None:
-        request_id = f"{self.request_id}.{self._operations}"
         fields = root_fields(document, operation_name)
         log.info(
             "%s %s",
