@@ -24,7 +24,8 @@ from eventgraph.config import Settings
 from eventgraph.metrics import scrape
 from eventgraph.pages import Assets, dashboard, graphql_or_graphiql
 from eventgraph.readiness import readiness
-from eventgraph.runtime import DATABASE_AWAY, Runtime, open_runtime
+from eventgraph.runtime import Runtime, runtime_for
+from eventstore.store import CONNECTION_ERRORS
 from projections import READ_MODELS
 from projections.live import LiveViews
 from schema import build_schema
@@ -136,7 +137,7 @@ async def _health(runtime: Runtime) -> JSONResponse:
                     async with pool.acquire() as conn:
                         await conn.fetchval("SELECT 1")
             return JSONResponse({"status": "ok"})
-        except (*DATABASE_AWAY, asyncpg.PostgresError, TimeoutError):
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError, TimeoutError):
             if attempt == 1:
                 break
     return JSONResponse({"status": "database unavailable"}, status_code=503)
@@ -148,7 +149,7 @@ async def _ready(runtime: Runtime, settings: Settings) -> JSONResponse:
             async with asyncio.timeout(5):
                 report = await readiness(runtime, settings.max_lag_events)
             return JSONResponse(report, status_code=200 if report["ready"] else 503)
-        except (*DATABASE_AWAY, asyncpg.PostgresError, TimeoutError):
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError, TimeoutError):
             if attempt == 1:
                 break
     return JSONResponse({"ready": False, "error": "database unavailable"}, status_code=503)
@@ -169,13 +170,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(
-            dsn,
-            run_projectors=run_projectors,
-            broadcast_url=settings.broadcast_url,
-            position_poll_seconds=settings.position_poll_seconds,
-            publish_url=settings.publish_url,
-            read_dsn=settings.read_database_url,
+        async with runtime_for(
+            settings, dsn, run_projectors=run_projectors, publish=True
         ) as runtime:
             live = LiveViews(runtime.reads, runtime.watch, READ_MODELS)
             live.start()

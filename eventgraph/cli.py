@@ -178,7 +178,28 @@ def _own_signals() -> type[Any]:
 def _project(args: argparse.Namespace, settings: Settings) -> int:
     """Run the projectors only (no API): one of these per machine is enough; several elect
     a leader per projection."""
-    from eventgraph.runtime import open_runtime
+    return _run_alone(args, settings, "projectors", run_projectors=True, publish=False)
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the relay alone: every event to EVENTGRAPH_PUBLISH_URL (one leads at a time)."""
+    if not settings.publish_url:
+        print("eventgraph publish: set EVENTGRAPH_PUBLISH_URL=amqp://…", file=sys.stderr)
+        return 2
+    return _run_alone(args, settings, "relay", run_projectors=False, publish=True)
+
+
+def _run_alone(
+    args: argparse.Namespace,
+    settings: Settings,
+    what: str,
+    *,
+    run_projectors: bool,
+    publish: bool,
+) -> int:
+    """A background process without the API (projectors, the relay) until SIGINT or
+    SIGTERM; with `--port`, also /healthz, /readyz and /metrics."""
+    from eventgraph.runtime import runtime_for
 
     async def run(dsn: str) -> None:
         import uvicorn
@@ -189,15 +210,11 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(
-            dsn,
-            run_projectors=True,
-            max_pool=4,
-            broadcast_url=settings.broadcast_url,
-            read_dsn=settings.read_database_url,
+        async with runtime_for(
+            settings, dsn, run_projectors=run_projectors, max_pool=4, publish=publish
         ) as runtime:
             server = None
-            if args.port is not None:
+            if getattr(args, "port", None) is not None:
                 config = uvicorn.Config(
                     create_projector_app(runtime, settings),
                     host=args.host,
@@ -208,40 +225,11 @@ def _project(args: argparse.Namespace, settings: Settings) -> int:
                 )
                 server = _own_signals()(config)
                 serving = asyncio.create_task(server.serve())
-            print("projectors running; Ctrl-C to stop", file=sys.stderr, flush=True)
+            print(f"{what} running; Ctrl-C to stop", file=sys.stderr, flush=True)
             await stop.wait()
             if server is not None:
                 server.should_exit = True
                 await serving
-
-    with database_url(settings.database_url, settings.data_dir) as dsn:
-        asyncio.run(run(dsn))
-    return 0
-
-
-def _publish(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the relay alone: every event to EVENTGRAPH_PUBLISH_URL (one leads at a time)."""
-    from eventgraph.runtime import open_runtime
-
-    if not settings.publish_url:
-        print("eventgraph publish: set EVENTGRAPH_PUBLISH_URL=amqp://…", file=sys.stderr)
-        return 2
-
-    async def run(dsn: str) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(
-            dsn,
-            run_projectors=False,
-            max_pool=4,
-            broadcast_url=settings.broadcast_url,
-            publish_url=settings.publish_url,
-            read_dsn=settings.read_database_url,
-        ):
-            print("relay running; Ctrl-C to stop", file=sys.stderr, flush=True)
-            await stop.wait()
 
     with database_url(settings.database_url, settings.data_dir) as dsn:
         asyncio.run(run(dsn))

@@ -25,7 +25,8 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from eventgraph.runtime import DATABASE_AWAY, Runtime
+from eventgraph.runtime import Runtime
+from eventstore.store import CONNECTION_ERRORS
 from projections.operations import status
 from support import metrics
 from transport.state import TransportState
@@ -85,7 +86,7 @@ async def scrape(
             async with asyncio.timeout(2):
                 await refresh_levels(runtime, transport)
             break
-        except (*DATABASE_AWAY, asyncpg.PostgresError, TimeoutError) as exc:
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError, TimeoutError) as exc:
             if attempt == 1:
                 log.warning("metrics: projection levels not refreshed: %r", exc)
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -16,7 +16,7 @@ from eventgraph.database import database_url
 
 
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from eventgraph.runtime import open_runtime
+    from eventgraph.runtime import runtime_for
     from projections import all_projections, by_name
     from projections.rebuild import Progress, RebuildFailed, rebuild
 
@@ -41,13 +41,7 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def run(dsn: str) -> int:
         # The same bootstrap as `serve` and `project` (migrations included), without
         # projectors of its own.
-        async with open_runtime(
-            dsn,
-            run_projectors=False,
-            max_pool=4,
-            broadcast_url=settings.broadcast_url,
-            read_dsn=settings.read_database_url,
-        ) as runtime:
+        async with runtime_for(settings, dsn, run_projectors=False, max_pool=4) as runtime:
             for projection in chosen:
                 try:
                     done = await rebuild(runtime.read_dsn, runtime.store, projection, show)

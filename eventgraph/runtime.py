@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.upcasters import UPCASTERS
+from eventgraph.config import Settings
 from eventstore.migrate import migrate
 from eventstore.notify import CHANNEL as LOG_CHANNEL
 from eventstore.notify import CoalescingNotifier, Listener, Signal
@@ -21,16 +22,6 @@ from projections.runner import ProjectionRunner
 from projections.watch import ProjectionWatch
 from transport.fanout import Fanout
 from transport.relay import Relay
-
-DATABASE_AWAY = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.exceptions._base.InternalClientError,  # a connection killed mid-statement
-)
-"""What a query raises when the database (or the connection it was on) has gone away."""
 
 
 @dataclass
@@ -151,3 +142,24 @@ async def open_runtime(
         if read_pool is not None:
             await read_pool.close()
         await pool.close()
+
+
+def runtime_for(
+    settings: Settings,
+    dsn: str,
+    *,
+    run_projectors: bool,
+    max_pool: int = 20,
+    publish: bool = False,
+) -> contextlib.AbstractAsyncContextManager[Runtime]:
+    """`open_runtime` as the settings configure it (fan-out, read database, relay if
+    `publish`): what `serve`, `project`, `publish` and `rebuild` each open."""
+    return open_runtime(
+        dsn,
+        run_projectors=run_projectors,
+        max_pool=max_pool,
+        broadcast_url=settings.broadcast_url,
+        position_poll_seconds=settings.position_poll_seconds,
+        publish_url=settings.publish_url if publish else None,
+        read_dsn=settings.read_database_url,
+    )

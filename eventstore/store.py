@@ -52,6 +52,18 @@ _COLUMNS = (
     " occurred_at"
 )
 
+CONNECTION_ERRORS: Final = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions._base.InternalClientError,  # asyncpg's state after a killed connection
+)
+"""What a query raises when the database, or the connection it was on, has gone away."""
+
 APPEND_SPAN = 1_000
 """How far past a batch the rest of an append that it cut is looked for. One append inserts
 its events in one statement, so others' events fall between them only while that statement

@@ -19,24 +19,15 @@ from dataclasses import dataclass
 import asyncpg
 
 from eventstore.events import RecordedEvent
+from eventstore.leadership import wait_to_lead
 from eventstore.notify import Signal
-from eventstore.store import EventStore, init_connection
+from eventstore.store import CONNECTION_ERRORS, EventStore, init_connection
 from projections.base import Projection
 from projections.generations import schema_name
 from support import metrics
 from support.background import Backoff, reconnecting
 
 log = logging.getLogger(__name__)
-
-CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.ConnectionFailureError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions._base.InternalClientError,  # asyncpg's state after a killed connection
-)
 
 
 TRANSIENT_ERRORS = (
@@ -178,8 +169,9 @@ class ProjectionRunner:
         try:
             await init_connection(conn)
             self.role = "standby"
-            while not await self._try_lead(conn):  # noqa: ASYNC110 - polling Postgres
-                await asyncio.sleep(self._standby_interval)
+            await wait_to_lead(
+                conn, f"eventgraph.projection.{self.projection.name}", self._standby_interval
+            )
             self.role = "leader"
             log.info("projector %s: leading", self.projection.name)
             backoff.reset()
@@ -188,14 +180,6 @@ class ProjectionRunner:
             self.role = "reconnecting"
             if not conn.is_closed():
                 conn.terminate()
-
-    async def _try_lead(self, conn: asyncpg.Connection) -> bool:
-        return bool(
-            await conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext('eventgraph.projection.' || $1))",
-                self.projection.name,
-            )
-        )
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         while True:

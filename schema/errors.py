@@ -12,17 +12,12 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from application.auth import AuthError
 from domain.errors import DomainError
 from eventstore.events import InvalidEventError
+from eventstore.store import CONNECTION_ERRORS
 from projections.live import FellBehind
 
 log = logging.getLogger(__name__)
 
-CONNECTION_LOST = (
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.AdminShutdownError,
-)
+CONNECTION_LOST = CONNECTION_ERRORS
 """The database went away under a request: retryable, not a bug."""
 
 UNSTORABLE = (asyncpg.DataError, UnicodeError)

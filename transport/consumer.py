@@ -106,14 +106,12 @@ class Consumer:
             await connection.close()
 
     async def apply(self, message: AbstractIncomingMessage) -> None:
-        try:
-            uuid.UUID(message.message_id or "")
-        except ValueError:  # not one of ours: it would never apply; keep it out of the way
-            log.warning("consumer %s: rejected a message without an event id", self.name)
+        event = _event(message)
+        if event is None:  # not one of ours: it would never apply; keep it out of the way
+            log.warning("consumer %s: rejected a message that is not an event", self.name)
             await message.reject(requeue=False)
             return
         try:
-            event = orjson.loads(message.body)
             async with self.pool.acquire() as conn, conn.transaction():
                 first = await conn.fetchval(
                     "INSERT INTO eventgraph_processed_events (consumer, event_id, position)"
@@ -133,3 +131,16 @@ class Consumer:
             self.applied += 1
         else:
             self.duplicates += 1
+
+
+def _event(message: AbstractIncomingMessage) -> dict[str, Any] | None:
+    """The event a message carries, if it is one the relay published: a JSON object whose
+    `eventId` is the message id, a UUID."""
+    try:
+        event = orjson.loads(message.body)
+        same = isinstance(event, dict) and event.get("eventId") == message.message_id
+        if same and uuid.UUID(str(message.message_id)):
+            return cast(dict[str, Any], event)
+    except (orjson.JSONDecodeError, ValueError):
+        pass
+    return None

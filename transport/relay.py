@@ -35,7 +35,9 @@ import orjson
 from aio_pika.abc import AbstractExchange
 
 from eventstore.events import RecordedEvent
+from eventstore.leadership import wait_to_lead
 from eventstore.notify import Signal
+from eventstore.store import CONNECTION_ERRORS as DATABASE_CONNECTION_ERRORS
 from eventstore.store import EventStore
 from support import metrics
 from support.background import Backoff, reconnecting
@@ -46,12 +48,9 @@ EXCHANGE: Final = "eventgraph.events"
 MAX_INFLIGHT_BATCHES: Final = 8
 """Batches published and not yet confirmed at most, before the relay waits for the oldest."""
 CONNECTION_ERRORS: Final = (
-    OSError,
+    *DATABASE_CONNECTION_ERRORS,
     asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
     aio_pika.exceptions.AMQPError,
-    ConnectionError,
 )
 
 
@@ -138,10 +137,7 @@ class Relay:
         )
         try:
             self.role = "standby"
-            while not await conn.fetchval(  # noqa: ASYNC110 - polling Postgres
-                "SELECT pg_try_advisory_lock(hashtext('eventgraph.relay.' || $1))", self.name
-            ):
-                await asyncio.sleep(self._standby_interval)
+            await wait_to_lead(conn, f"eventgraph.relay.{self.name}", self._standby_interval)
             await conn.execute(
                 "INSERT INTO eventgraph.relay_checkpoints (name) VALUES ($1)"
                 " ON CONFLICT (name) DO NOTHING",

@@ -184,3 +184,30 @@ def test_printed_sdl_contains_the_contract(tmp_path: Path) -> None:
         if name not in printed or not fields <= printed[name]
     }
     assert not missing
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EVENTGRAPH_PUBLISH_URL", "http://broker.example/"),
+        ("EVENTGRAPH_PUBLISH_URL", "file:///etc/passwd"),
+        ("EVENTGRAPH_LOG_FORMAT", "xml"),
+    ],
+)
+def test_a_setting_that_cannot_be_used_stops_the_process_saying_which(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    result = cli("schema", env=clean_env(tmp_path) | {variable: value})
+    assert result.returncode == 2
+    assert variable in result.stderr and "Traceback" not in result.stderr
+
+
+def test_status_and_publish_refuse_what_they_cannot_use(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    for url in ["file:///etc/passwd", "javascript:alert(1)", "ftp://127.0.0.1/"]:
+        refused = cli("status", "--url", url, env=env)
+        assert refused.returncode == 2 and "not an http(s) URL" in refused.stderr
+    unreachable = cli("status", "--url", f"http://127.0.0.1:{free_port()}", env=env)
+    assert unreachable.returncode == 1 and "not reachable" in unreachable.stdout
+    without = cli("publish", env=env)
+    assert without.returncode == 2 and "EVENTGRAPH_PUBLISH_URL" in without.stderr

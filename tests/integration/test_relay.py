@@ -128,6 +128,14 @@ def assert_in_stream_order(messages: list[Any]) -> None:
         assert seen == sorted(seen), stream
 
 
+async def reached(pool: asyncpg.Pool, position: int, seconds: float = 30) -> None:
+    """Wait until the relay's checkpoint (confirmed by the broker) is at `position`."""
+    deadline = time.monotonic() + seconds
+    while await checkpoint(pool) < position:
+        assert time.monotonic() < deadline, f"the relay did not reach {position}"
+        await asyncio.sleep(0.02)
+
+
 async def checkpoint(pool: asyncpg.Pool) -> int:
     return int(
         await pool.fetchval("SELECT coalesce(max(position), 0) FROM eventgraph.relay_checkpoints")
@@ -173,8 +181,7 @@ async def test_a_connection_closed_by_the_broker_costs_duplicates_never_a_gap(
         appending = asyncio.create_task(
             append_across_streams(store, streams=6, each=60, pause=0.01)
         )
-        while await checkpoint(store.pool) < 50:
-            await asyncio.sleep(0.02)
+        await reached(store.pool, 50)
         closed = await asyncio.to_thread(
             subprocess.run,
             ["rabbitmqctl", "close_all_connections", "closed by test_relay"],
@@ -183,10 +190,7 @@ async def test_a_connection_closed_by_the_broker_costs_duplicates_never_a_gap(
         )
         assert closed.returncode == 0, closed.stderr
         ids = await appending
-        deadline = time.monotonic() + 30
-        while await checkpoint(store.pool) < max(ids.values()):
-            assert time.monotonic() < deadline, "the relay did not catch up"
-            await asyncio.sleep(0.05)
+        await reached(store.pool, max(ids.values()), 30)
     finally:
         await relay.stop()
     got = await drain(amqp_url, queue, set(ids))
@@ -218,9 +222,7 @@ async def test_a_relay_process_killed_mid_stream_is_followed_without_a_gap(
         appending = asyncio.create_task(
             append_across_streams(store, streams=6, each=100, pause=0.01)
         )
-        while await checkpoint(store.pool) < 50:
-            assert time.monotonic() < deadline, "the relay process did not start publishing"
-            await asyncio.sleep(0.02)
+        await reached(store.pool, 50)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         killed_at = await checkpoint(store.pool)
@@ -228,10 +230,7 @@ async def test_a_relay_process_killed_mid_stream_is_followed_without_a_gap(
         assert killed_at < max(ids.values())
         second = publish()
         try:
-            deadline = time.monotonic() + 30
-            while await checkpoint(store.pool) < max(ids.values()):
-                assert time.monotonic() < deadline, "the second relay did not catch up"
-                await asyncio.sleep(0.05)
+            await reached(store.pool, max(ids.values()), 30)
         finally:
             second.terminate()
             second.wait(10)
@@ -268,10 +267,7 @@ async def test_a_stalled_consumer_does_not_hold_commands_back(
     try:
         beside = await timed_appends(100)
         head = await store.head()
-        deadline = time.monotonic() + 20
-        while await checkpoint(store.pool) < head:
-            assert time.monotonic() < deadline, "the relay waited for the consumer"
-            await asyncio.sleep(0.05)
+        await reached(store.pool, head, 20)
     finally:
         await relay.stop()
         await connection.close()
@@ -298,10 +294,7 @@ async def test_the_consumer_helper_applies_each_event_once(
             await pool.execute("TRUNCATE eventgraph.relay_checkpoints")
             relay = Relay(clean_db, store, amqp_url, Signal(), poll_interval=0.05)
             relay.start()
-            deadline = time.monotonic() + 20
-            while await checkpoint(pool) < max(ids.values()):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await reached(pool, max(ids.values()), 20)
             await relay.stop()
         deadline = time.monotonic() + 20
         while consumer.applied + consumer.duplicates < 2 * len(ids):
@@ -317,3 +310,54 @@ async def test_the_consumer_helper_applies_each_event_once(
     assert consumer.applied == len(ids) and consumer.duplicates == len(ids)
     assert await pool.fetchval("SELECT count(*) FROM consumed") == len(ids)
     assert await pool.fetchval("SELECT count(DISTINCT n) FROM consumed") == len(ids)
+
+
+async def test_the_consumer_rejects_a_message_that_is_not_an_event_and_goes_on(
+    store: EventStore, pool: asyncpg.Pool, clean_db: str, amqp_url: str
+) -> None:
+    name = f"test-foreign-{uuid.uuid4().hex[:8]}"
+    seen: list[int] = []
+
+    async def handle(body: dict[str, Any], _conn: asyncpg.Connection) -> None:
+        seen.append(body["data"]["n"])
+
+    consumer = Consumer(amqp_url, pool, name, ["#"], handle)
+    running = asyncio.create_task(consumer.run())
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        await asyncio.sleep(0.5)  # the queue is declared and bound
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EXCHANGE)
+        forged = orjson.dumps({"eventId": str(uuid.uuid4()), "data": {"n": 99}})
+        for message_id, body in [
+            (None, b"{not json"),
+            ("not-a-uuid", b"{}"),
+            ("'; DROP TABLE x; --", b"[]"),
+            (str(uuid.uuid4()), forged),  # an event id that is not the message's
+        ]:
+            await exchange.publish(
+                aio_pika.Message(body, message_id=message_id), "thing.ThingHappened"
+            )
+        ids = await append_across_streams(store, streams=1, each=3)
+        relay = Relay(clean_db, store, amqp_url, Signal(), poll_interval=0.05)
+        relay.start()
+        try:
+            await reached(store.pool, max(ids.values()))
+            deadline = time.monotonic() + 20
+            while consumer.applied < len(ids):
+                assert time.monotonic() < deadline, (consumer.applied, seen)
+                assert not running.done(), running
+                await asyncio.sleep(0.05)
+        finally:
+            await relay.stop()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+        await connection.close()
+    assert sorted(seen) == [0, 1, 2]
+    processed = await pool.fetchval(
+        "SELECT count(*) FROM eventgraph_processed_events WHERE consumer = $1", name
+    )
+    assert processed == len(ids)
