@@ -32,7 +32,12 @@ subscription ends with `FellBehind`, and the client subscribes again."""
 
 
 class FellBehind(Exception):
-    """A subscriber read its views so slowly that more than `MAX_WAITING` were waiting."""
+    """A subscriber read its views so slowly that more than `MAX_WAITING` were waiting.
+    `position`: the position of the last view it was given (a feed resumes after it)."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class Slot(Mailbox[Any]):
@@ -197,6 +202,41 @@ class LiveViews:
             for topics in self._by_projection.values():
                 for topic in topics:
                     topic.request_refresh()
+
+    async def feed(
+        self, spec: LiveTopic, key: Hashable, after: int | None, now: int
+    ) -> AsyncGenerator[Any, None]:
+        """A feed of `key`'s changes: with `after`, first the current view of everything that
+        changed after it, oldest change first, then live; without, live from `now`.
+
+        The catch-up is this subscriber's own, read a page at a time as it takes them (so a
+        resume after a million changes holds one page, and cannot overflow the live slot);
+        each page goes by the read model's index on position. A row's position only grows,
+        so a row that changes again while the pages are read turns up again in a later page
+        with its newer view, and nothing between pages is missed. The last page ends at the
+        read model's position in that page's snapshot; live goes on from exactly there, and
+        the positions sent strictly increase across the handover. `FellBehind` carries the
+        position of the last view given, which is where the subscriber resumes."""
+        load = self._topics[spec].load
+        start = now
+        sent = after or 0
+        try:
+            if after is not None:
+                start = after
+                while True:
+                    changes = await load([], 0, [(key, start)])
+                    for _, view in changes.views:
+                        yield view
+                        sent = view.position
+                    start = max(start, changes.position)
+                    if changes.complete:
+                        break
+            async with contextlib.aclosing(self.watch(spec, key, None, start)) as views:
+                async for view in views:
+                    yield view
+                    sent = view.position
+        except FellBehind as exc:
+            raise FellBehind(str(exc), sent) from None
 
     async def watch(
         self, spec: LiveTopic, key: Hashable, first: View | None, start: int = 0

@@ -90,6 +90,13 @@ class OrdersProjection(RowProjection):
             f"\nCREATE INDEX ON {schema}.orders (placed_at DESC, order_id DESC);"
         )
 
+    def create_indexes(self, schema: str) -> str:
+        # A customer's feed resumed from a position reads that customer's changes after it.
+        return super().create_indexes(schema) + (
+            f"\nCREATE INDEX IF NOT EXISTS orders_customer_position_idx"
+            f" ON {schema}.orders (customer_id, position);"
+        )
+
     def key_of(self, event: DomainEvent) -> str | None:
         if isinstance(event, ORDER_EVENTS):
             return event.order_id

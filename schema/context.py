@@ -12,6 +12,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
 from application.auth import AuthError, Principal
+from application.commands import Command
+from application.handler import CommandResult
 from application.shop import Shop
 from domain.errors import InvalidInput
 from domain.values import Actor
@@ -23,6 +25,7 @@ from schema.cursors import Cursors
 from schema.scalars import MAX_POSITION
 
 K = TypeVar("K")
+S = TypeVar("S")
 V = TypeVar("V")
 
 
@@ -51,6 +54,11 @@ class Context:
     services: Services
     principal: Principal | None
     auth_error: str | None = None
+    session_at_least: int = 0
+    """The operation's `extensions.atLeast` (or `EventGraph-At-Least`): every read in it
+    waits for at least this position, whatever its own `atLeast` says."""
+    appended: int | None = None
+    """The last position a command of this operation appended (`extensions.position`)."""
 
     _loaders: dict[object, DataLoader[Any, Any]] = field(default_factory=dict, repr=False)
 
@@ -89,13 +97,24 @@ class Context:
     def require_user(self) -> Actor:
         return self.actor
 
-    async def at_least(self, projection: str, position: int | None) -> None:
-        """Wait, boundedly, until `projection` has applied the log up to `position`."""
+    async def handle(self, command: Command[S]) -> CommandResult[S]:
+        """Run a command, remembering its position for the response's `extensions.position`
+        (a replayed idempotency key gives the first result's, which the caller's session
+        must reach just the same)."""
+        result = await self.services.shop.handle(command)
+        self.appended = max(self.appended or 0, result.position)
+        return result
+
+    async def at_least(self, projection: str, position: int | None = None) -> None:
+        """Wait, boundedly, until `projection` has applied the log up to `position` and the
+        session's position; every read of the read models comes through here."""
         if position is None or position is strawberry.UNSET:
-            return
+            position = 0
         if not 0 <= position <= MAX_POSITION:
             raise InvalidInput("atLeast must be a log position")
-        await self.services.watch.wait(projection, position, self.services.read_wait_seconds)
+        position = max(position, self.session_at_least)
+        if position > 0:
+            await self.services.watch.wait(projection, position, self.services.read_wait_seconds)
 
 
 Info = StrawberryInfo[Context, Any]

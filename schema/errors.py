@@ -89,8 +89,11 @@ def error_code(error: GraphQLError) -> str:
 def format_error(error: GraphQLError) -> dict[str, Any]:
     code = error_code(error)
     formatted: dict[str, Any] = dict(error.formatted)
+    extensions: dict[str, Any] = {}
     if code == "UNAVAILABLE" and isinstance(error.original_error, FellBehind):
         log.warning("a subscriber fell behind in %s: %s", error.path, error.original_error)
+        if error.original_error.position is not None:  # a feed resumes after it
+            extensions["position"] = error.original_error.position
     elif code == "UNAVAILABLE":
         log.warning("database connection lost in %s: %r", error.path, error.original_error)
         formatted["message"] = (
@@ -103,5 +106,5 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     if code == "INTERNAL_SERVER_ERROR":
         log.error("unexpected error in %s", error.path, exc_info=error.original_error)
         formatted["message"] = "Internal server error."
-    formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
+    formatted["extensions"] = {**(formatted.get("extensions") or {}), **extensions, "code": code}
     return formatted

@@ -91,14 +91,14 @@ class Mutation:
     async def register_product(
         self, info: Info, sku: str, name: str, unit_price: Decimal, initial_stock: int = 0
     ) -> ProductPayload:
-        result = await info.context.shop.handle(
+        result = await info.context.handle(
             commands.RegisterProduct(info.context.actor, sku, name, unit_price, initial_stock)
         )
         return ProductPayload.of(result)
 
     @strawberry.mutation(description="Staff only. quantity > 0.")
     async def restock_product(self, info: Info, sku: str, quantity: int) -> ProductPayload:
-        result = await info.context.shop.handle(
+        result = await info.context.handle(
             commands.RestockProduct(info.context.actor, sku, quantity)
         )
         return ProductPayload.of(result)
@@ -117,7 +117,7 @@ class Mutation:
         lines: list[OrderLineInput],
         idempotency_key: str | None = strawberry.UNSET,
     ) -> OrderPayload:
-        result = await info.context.shop.handle(
+        result = await info.context.handle(
             commands.PlaceOrder(
                 info.context.actor,
                 [(line.sku, line.quantity) for line in lines],
@@ -138,7 +138,7 @@ class Mutation:
         amount: Decimal,
         idempotency_key: str | None = strawberry.UNSET,
     ) -> OrderPayload:
-        result = await info.context.shop.handle(
+        result = await info.context.handle(
             commands.PayOrder(
                 info.context.actor, ids.order_id(order_id), amount, given(idempotency_key)
             )
@@ -148,7 +148,7 @@ class Mutation:
     @strawberry.mutation(description="Staff only. PAID -> SHIPPED; reserved stock leaves onHand.")
     async def ship_order(self, info: Info, order_id: strawberry.ID) -> OrderPayload:
         return OrderPayload.of(
-            await info.context.shop.handle(
+            await info.context.handle(
                 commands.ShipOrder(info.context.actor, ids.order_id(order_id))
             )
         )
@@ -160,7 +160,7 @@ class Mutation:
         )
     )
     async def cancel_order(self, info: Info, order_id: strawberry.ID, reason: str) -> OrderPayload:
-        result = await info.context.shop.handle(
+        result = await info.context.handle(
             commands.CancelOrder(info.context.actor, ids.order_id(order_id), reason)
         )
         return OrderPayload.of(result)

@@ -8,16 +8,40 @@ from typing import Any
 import orjson
 from graphql import ExecutionResult, GraphQLError, OperationType
 
+from domain.errors import InvalidInput
 from schema.errors import ERROR_CODES, error_code, format_error
+from schema.scalars import MAX_POSITION, parse_position
 from support import metrics
 
 
-def payload(result: ExecutionResult) -> dict[str, Any]:
-    """`{"data": …, "errors": [...]}` with the contract's error codes."""
+def payload(result: ExecutionResult, appended: int | None = None) -> dict[str, Any]:
+    """`{"data": …, "errors": [...]}` with the contract's error codes, and
+    `extensions.position` when the operation appended events (the last position)."""
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
+    if appended is not None:
+        body["extensions"] = {"position": appended}
     return body
+
+
+def session_position(extensions: Any, header: str | None = None) -> int | str:
+    """The session's `atLeast`: the larger of `extensions.atLeast` and the
+    `EventGraph-At-Least` header (0 when neither is given), or what is wrong with them."""
+    found = 0
+    if extensions is not None and not isinstance(extensions, dict):
+        return "'extensions' must be a JSON object"
+    given = [("extensions.atLeast", (extensions or {}).get("atLeast"))]
+    if header is not None:
+        given.append(("the EventGraph-At-Least header", header.strip()))
+    for where, value in given:
+        if value is None:
+            continue
+        try:
+            found = max(found, parse_position(value))
+        except InvalidInput:
+            return f"{where} must be a Position: a whole number from 0 to {MAX_POSITION}"
+    return found
 
 
 def serialised(result: ExecutionResult) -> bytes:

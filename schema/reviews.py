@@ -72,7 +72,7 @@ class ReviewMutation:
         self, info: Info, sku: str, rating: int, comment: str = ""
     ) -> ReviewPayload:
         command = PostReview(info.context.actor, sku, rating, comment)
-        result = await info.context.shop.handle(command)
+        result = await info.context.handle(command)
         return ReviewPayload(
             review_id=strawberry.ID(result.state.review_id),
             position=result.position,
@@ -103,6 +103,7 @@ class ReviewSubscription:
         live = info.context.services.live
         # Known to be reached before the read: with no review found, a position it reflects.
         unrated_at = info.context.services.watch.position(ratings.NAME)
+        await info.context.at_least(ratings.NAME)
         first = await ratings.rating(info.context.pool, sku)
         if first is None:
             yield ProductRating.of(sku, None, unrated_at)

@@ -27,7 +27,8 @@ def _parse_decimal(value: Any) -> Decimal:
     return Decimal(text)
 
 
-def _parse_position(value: Any) -> int:
+def parse_position(value: Any) -> int:
+    """A Position from JSON (a number, or a string of ASCII digits); InvalidInput otherwise."""
     if isinstance(value, bool):
         raise InvalidInput("a Position is a whole number")
     if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_POSITION:
@@ -71,7 +72,7 @@ SCALARS: dict[object, ScalarDefinition] = {
             " exact up to 2^53."
         ),
         serialize=int,
-        parse_value=_parse_position,
+        parse_value=parse_position,
     ),
     datetime: strawberry.scalar(
         name="DateTime",

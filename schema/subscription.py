@@ -12,13 +12,27 @@ import strawberry
 from domain import ids, values
 from eventstore.notify import Signal
 from projections import orders, products, sales
-from projections.slice import EVERY
+from projections.slice import EVERY, LiveTopic
 from schema.context import Info
 from schema.errors import CONNECTION_LOST
 from schema.query import SalesDashboard, event_filter, given
 from schema.scalars import Position
 from schema.sharing import shared
 from schema.types import DomainEvent, Order, Product
+
+
+async def _feed(
+    info: Info, spec: LiveTopic, key: str, after: int | None
+) -> AsyncGenerator[Order, None]:
+    """A feed's views (see `LiveViews.feed`); a subscriber that falls behind gets UNAVAILABLE
+    with `extensions.position`, the last position it was sent, to resume after
+    (`FellBehind`, formatted in schema/errors.py)."""
+    await info.context.at_least(orders.NAME)
+    now = info.context.services.watch.position(orders.NAME)
+    live = info.context.services.live
+    async with contextlib.aclosing(live.feed(spec, key, after, now)) as views:
+        async for view in views:
+            yield Order.from_view(view)
 
 
 @strawberry.type
@@ -29,6 +43,7 @@ class Subscription:
         actor = info.context.actor
         live = info.context.services.live
         order_id = ids.order_id(id, field="id")
+        await info.context.at_least(orders.NAME)
         first = await orders.order(info.context.pool, order_id)
         async with contextlib.aclosing(live.watch(orders.BY_ID, order_id, first)) as views:
             async for view in views:
@@ -41,39 +56,43 @@ class Subscription:
         info.context.require_user()
         values.sku(sku)
         live = info.context.services.live
+        await info.context.at_least(products.NAME)
         first = await products.product(info.context.pool, sku)
         async with contextlib.aclosing(live.watch(products.BY_SKU, sku, first)) as views:
             async for view in views:
                 yield Product.from_view(view)
 
     @strawberry.subscription(
-        description="Every change to any of the viewer's own orders, as the order's new view."
+        description=(
+            "Every change to any of the viewer's own orders, as the order's new view. A feed:"
+            " see Feeds."
+        )
     )
-    async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
+    async def my_orders(
+        self, info: Info, after: Position | None = strawberry.UNSET
+    ) -> AsyncGenerator[Order, None]:
         actor = info.context.actor
-        live = info.context.services.live
-        now = info.context.services.watch.position(orders.NAME)
-        feed = live.watch(orders.BY_CUSTOMER, actor.id, None, start=now)
-        async with contextlib.aclosing(feed) as views:
-            async for view in views:
-                yield Order.from_view(view)
+        async for view in _feed(info, orders.BY_CUSTOMER, actor.id, given(after)):
+            yield view
 
     @strawberry.subscription(
-        description="Staff only. Every change to any order from now on, as the order's new view."
+        description=(
+            "Staff only. Every change to any order, as the order's new view. A feed: see Feeds."
+        )
     )
-    async def orders(self, info: Info) -> AsyncGenerator[Order, None]:
+    async def orders(
+        self, info: Info, after: Position | None = strawberry.UNSET
+    ) -> AsyncGenerator[Order, None]:
         info.context.actor.require_staff()
-        live = info.context.services.live
-        now = info.context.services.watch.position(orders.NAME)
-        async with contextlib.aclosing(live.watch(orders.ALL, EVERY, None, start=now)) as views:
-            async for view in views:
-                yield Order.from_view(view)
+        async for view in _feed(info, orders.ALL, EVERY, given(after)):
+            yield view
 
     @strawberry.subscription(description="Staff only.")
     @shared("role")
     async def sales_dashboard(self, info: Info) -> AsyncGenerator[SalesDashboard, None]:
         info.context.actor.require_staff()
         live = info.context.services.live
+        await info.context.at_least(sales.NAME)
         first = await sales.dashboard(info.context.pool)
         key = sales.DASHBOARD_KEY
         async with contextlib.aclosing(live.watch(sales.DASHBOARD, key, first)) as views:

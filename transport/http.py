@@ -19,10 +19,12 @@ from application.auth import AuthError, Principal, TokenVerifier, bearer
 from schema.context import Context
 from schema.errors import format_error
 from schema.limits import MAX_VARIABLES_DEPTH, too_deep
-from schema.results import count, payload
+from schema.results import count, payload, session_position
 from transport.state import transport_state
 
 MAX_BODY_BYTES = 256 * 1024
+AT_LEAST_HEADER = "EventGraph-At-Least"
+"""Session consistency over HTTP: the same as `extensions.atLeast`."""
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +60,39 @@ async def _read_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-def _params(raw: Any) -> tuple[str, dict[str, Any] | None, str | None] | str:
+def _json_param(value: Any, name: str) -> Any:
+    """GET sends `variables` and `extensions` as JSON text."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value) if value else None
+    except orjson.JSONDecodeError:
+        return ValueError(f"'{name}' is not valid JSON (or nests too deeply)")
+
+
+def _params(
+    raw: Any, header: str | None
+) -> tuple[str, dict[str, Any] | None, str | None, int] | str:
     if not isinstance(raw, dict):
         return "the body must be a JSON object"
-    query, variables, operation = raw.get("query"), raw.get("variables"), raw.get("operationName")
+    query, operation = raw.get("query"), raw.get("operationName")
+    variables = _json_param(raw.get("variables"), "variables")
+    extensions = _json_param(raw.get("extensions"), "extensions")
     if not isinstance(query, str) or not query.strip():
         return "'query' must be a non-empty string"
-    if isinstance(variables, str):
-        try:
-            variables = orjson.loads(variables) if variables else None
-        except orjson.JSONDecodeError:
-            return "'variables' is not valid JSON (or nests too deeply)"
+    for parsed in (variables, extensions):
+        if isinstance(parsed, ValueError):
+            return str(parsed)
     if variables is not None and not isinstance(variables, dict):
         return "'variables' must be a JSON object"
     if too_deep(variables):
         return f"'variables' nest more than {MAX_VARIABLES_DEPTH} levels deep"
     if operation is not None and not isinstance(operation, str):
         return "'operationName' must be a string"
-    return query, variables, operation
+    at_least = session_position(extensions, header)
+    if isinstance(at_least, str):
+        return at_least
+    return query, variables, operation, at_least
 
 
 async def graphql_http(request: Request) -> Response:
@@ -93,10 +110,10 @@ async def graphql_http(request: Request) -> Response:
         allowed = {OperationType.QUERY}
     else:
         return _error(405, "use GET or POST")
-    params = _params(raw)
+    params = _params(raw, request.headers.get(AT_LEAST_HEADER))
     if isinstance(params, str):
         return _error(400, params)
-    query, variables, operation_name = params
+    query, variables, operation_name, at_least = params
 
     state = transport_state(request.app).ready
     executor = state.executor
@@ -115,8 +132,13 @@ async def graphql_http(request: Request) -> Response:
         )
 
     principal, auth_error = authenticate(state.tokens, request.headers.get("authorization"))
-    context = Context(services=state.services, principal=principal, auth_error=auth_error)
+    context = Context(
+        services=state.services,
+        principal=principal,
+        auth_error=auth_error,
+        session_at_least=at_least,
+    )
     started = time.perf_counter()
     result = await executor.execute(prepared.document, context, variables, operation_name)
     count(operation, result, time.perf_counter() - started)
-    return ORJSONResponse(payload(result))
+    return ORJSONResponse(payload(result, context.appended))

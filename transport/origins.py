@@ -46,7 +46,12 @@ class Origins:
                 allow_origins=list(self.allowed),
                 allow_origin_regex=DEV_ORIGINS if self.development else None,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "X-Request-Id",
+                    "EventGraph-At-Least",
+                ],
                 expose_headers=["X-Request-Id"],
                 allow_credentials=False,
                 max_age=600,

@@ -16,7 +16,7 @@ APP = "http://app.example"
 EVIL = "http://evil.example"
 PREFLIGHT = {
     "Access-Control-Request-Method": "POST",
-    "Access-Control-Request-Headers": "authorization,content-type",
+    "Access-Control-Request-Headers": "authorization,content-type,eventgraph-at-least",
 }
 
 
@@ -70,6 +70,8 @@ def test_an_allowed_origin_passes_the_preflight_and_reads_the_answer(configured:
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == APP
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    # session consistency: a browser may send the tab's position
+    assert "eventgraph-at-least" in allowed.headers["access-control-allow-headers"].lower()
     answer = httpx.post(
         configured.url + "/graphql", json={"query": "{ __typename }"}, headers={"Origin": APP}
     )

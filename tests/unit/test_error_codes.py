@@ -38,3 +38,10 @@ def test_every_domain_error_has_a_code_that_metrics_count_by_name() -> None:
     codes = {cls.code for cls in _subclasses(DomainError)}
     assert codes <= ERROR_CODES
     assert {"CONFLICT", "INSUFFICIENT_STOCK", "NOT_FOUND"} <= codes
+
+
+def test_a_feed_that_fell_behind_says_where_to_resume() -> None:
+    cause = FellBehind("more than 10000 views were waiting", position=4242)
+    formatted = format_error(GraphQLError(str(cause), original_error=cause))
+    assert formatted["extensions"] == {"code": "UNAVAILABLE", "position": 4242}
+    assert "database" not in formatted["message"]

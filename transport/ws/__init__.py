@@ -33,7 +33,12 @@ async def graphql_ws(websocket: WebSocket) -> None:
     offered = websocket.scope.get("subprotocols") or []
     protocol = next((p for p in PROTOCOLS if p in offered), None)
     if protocol is None:
-        await websocket.close(4406, "Subprotocol not acceptable")
+        # Accepted, then closed, so that a browser sees 4406 (a refusal before accept is an
+        # HTTP 403, which it reports as 1006, the same as a refused origin). A browser fails
+        # a handshake whose answer names none of the subprotocols it offered, so the answer
+        # echoes the first one offered; no message is read on this socket.
+        await websocket.accept(subprotocol=offered[0] if offered else None)
+        await websocket.close(4406, "Subprotocol not acceptable: use graphql-transport-ws")
         return
     await websocket.accept(subprotocol=protocol)
     await PROTOCOLS[protocol](websocket).run()

@@ -25,7 +25,7 @@ from schema.context import Context
 from schema.errors import format_error
 from schema.executor import Executor
 from schema.limits import too_deep
-from schema.results import as_graphql_error, count, payload
+from schema.results import as_graphql_error, count, payload, session_position
 from schema.sharing import SHARED
 from support import metrics, requests
 from support.background import close_quietly
@@ -53,6 +53,8 @@ class Subscribe(TypedDict):
     query: str
     variables: dict[str, Any] | None
     operation_name: str | None
+    at_least: int
+    """The payload's `extensions.atLeast` (0: none)."""
 
 
 def parse_subscribe(message: dict[str, Any], running: Collection[str]) -> Subscribe:
@@ -72,7 +74,16 @@ def parse_subscribe(message: dict[str, Any], running: Collection[str]) -> Subscr
         or too_deep(variables)
     ):
         raise Close(4400, "Invalid subscribe payload")
-    return Subscribe(id=op_id, query=query, variables=variables, operation_name=operation_name)
+    at_least = session_position(body.get("extensions"))
+    if isinstance(at_least, str):
+        raise Close(4400, f"Invalid subscribe payload: {at_least}")
+    return Subscribe(
+        id=op_id,
+        query=query,
+        variables=variables,
+        operation_name=operation_name,
+        at_least=at_least,
+    )
 
 
 def root_fields(document: Any, operation_name: str | None) -> list[str]:
@@ -288,9 +299,19 @@ class Session(ABC):
             return
         self._operations += 1
         request_id = f"{self.request_id}.{self._operations}"
+        context = Context(
+            services=self.services, principal=self.principal, session_at_least=message["at_least"]
+        )
         task = asyncio.create_task(
             self.run_operation(
-                op_id, query, prepared.document, operation, variables, operation_name, request_id
+                op_id,
+                query,
+                prepared.document,
+                operation,
+                variables,
+                operation_name,
+                request_id,
+                context,
             )
         )
         self.subscriptions[op_id] = task
@@ -313,6 +334,7 @@ class Session(ABC):
         variables: Any,
         operation_name: Any,
         request_id: str,
+        context: Context,
     ) -> None:
         fields = root_fields(document, operation_name)
         log.info(
@@ -323,20 +345,21 @@ class Session(ABC):
         )
         field = fields[0] if fields else metrics.UNKNOWN
         del fields  # nothing per subscription is kept that need not be
-        context = Context(services=self.services, principal=self.principal)
         started = time.perf_counter()
         try:
             if operation is not OperationType.SUBSCRIPTION:
                 requests.REQUEST_ID.set(request_id)  # the events it appends carry it
                 result = await self.executor.execute(document, context, variables, operation_name)
                 count(operation, result, time.perf_counter() - started)
-                await self.send({"type": self.NEXT, "id": op_id, "payload": payload(result)})
+                body = payload(result, context.appended)
+                await self.send({"type": self.NEXT, "id": op_id, "payload": body})
                 await self.send({"type": "complete", "id": op_id})
                 return
             del request_id
             metrics.SUBSCRIPTIONS.labels(field).inc()
             try:
-                if (key := self.share_key(query, document, variables, operation_name)) is not None:
+                key = self.share_key(context, document, variables, operation_name)
+                if key is not None:
                     count(operation, None, time.perf_counter() - started)
                     await self.relay_shared(
                         op_id, key, document, context, variables, operation_name
@@ -359,12 +382,13 @@ class Session(ABC):
             await self.error(op_id, [as_graphql_error(exc)])
 
     def share_key(
-        self, query: str, document: Any, variables: Any, operation_name: Any
+        self, context: Context, document: Any, variables: Any, operation_name: Any
     ) -> Hashable | None:
         """Live views whose result depends only on the document, its variables and the
         caller's role (or, for an order, the caller) share one execution; `events` never
-        does, since each subscriber catches up from its own position."""
-        if self.principal is None:
+        does, since each subscriber catches up from its own position. Nor does one given a
+        session `atLeast`: a shared execution's current view may predate it."""
+        if self.principal is None or context.session_at_least:
             return None
         roots = set(root_fields(document, operation_name))
         scopes = [SHARED.get(root) for root in roots]
