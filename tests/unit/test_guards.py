@@ -21,7 +21,7 @@ from domain.ids import OrderId, canonical_legacy_order_id, order_id
 from domain.upcasters import upcast_canonical_order_id_v1_v2
 from domain.values import money
 from schema.limits import MAX_FIELDS, check_cost, too_deep
-from schema.scalars import _parse_decimal, _parse_position
+from schema.scalars import _parse_decimal, parse_position
 
 U = "3f2b6c1e-9d4a-4c1b-8f3e-2a7d5e9c0b14"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -147,8 +147,8 @@ def test_money_and_positions_take_ascii_digits_only(bad: str) -> None:
     with pytest.raises(InvalidInput):
         money(bad)
     with pytest.raises(InvalidInput):
-        _parse_position(bad)
-    assert _parse_decimal("19.99") == Decimal("19.99") and _parse_position("12") == 12
+        parse_position(bad)
+    assert _parse_decimal("19.99") == Decimal("19.99") and parse_position("12") == 12
 
 
 def _token(claims: dict[str, object], secret: str = SECRET) -> str:
