@@ -1,50 +1,32 @@
-// The urql set-up of docs/frontend.md: Graphcache keyed by id, subscriptions over
-// graphql-ws, the token read on every request and connection, the newest view winning.
-import { Client, fetchExchange, mapExchange, subscriptionExchange, gql } from "@urql/core";
-import { cacheExchange } from "@urql/exchange-graphcache";
-import { createClient } from "graphql-ws";
-import { newestViews } from "./newest.js";
+// urql with Graphcache set up as docs/frontend.md says (web/clients/urql.js), on a page of
+// another origin: a watched product, a feed, and what the browser tests call.
+import { gql } from "@urql/core";
+import { createUrqlClient } from "../clients/urql.js";
+import { FEED, FEED_DOCUMENT, api, firstAfter, onStatus, params, received, show, sku, tokens } from "./page.js";
 
-const params = new URLSearchParams(window.location.search);
-const api = params.get("api");
-const sku = params.get("sku");
-const getToken = () => window.EVENTGRAPH_TOKEN;
-
-const ws = createClient({
-  url: `${api.replace(/^http/, "ws")}/graphql`,
-  connectionParams: () => ({ Authorization: `Bearer ${getToken()}` }),
-  retryAttempts: Infinity,
-  shouldRetry: (event) => event?.code !== 4403,
-});
-const keepNewest = newestViews();
-const exchanges = [
-  cacheExchange({ keys: { ProductSales: () => null, OrderLine: () => null, PageInfo: () => null } }),
-  mapExchange({ onResult: (result) => ({ ...result, data: keepNewest(result.data) }) }),
-  fetchExchange,
-  subscriptionExchange({
-    forwardSubscription: (request) => ({
-      subscribe: (sink) => ({ unsubscribe: ws.subscribe({ ...request, query: request.query || "" }, sink) }),
-    }),
-  }),
-];
-if (params.get("guard") === "off") exchanges.splice(1, 1);
-
-const client = new Client({
-  url: `${api}/graphql`,
-  exchanges,
-  fetchOptions: () => ({ headers: { Authorization: `Bearer ${getToken()}` } }),
-});
+const { client } = createUrqlClient({ url: api, tokens, onStatus, keepNewest: params.get("guard") !== "off" });
 
 const PRODUCT = gql`query Product($sku: String!) { product(sku: $sku) { id onHand position } }`;
 const LIVE = gql`subscription LiveProduct($sku: String!) { product(sku: $sku) { id onHand position } }`;
+const REGISTER = gql`mutation Register($sku: String!) {
+  registerProduct(sku: $sku, name: "Fresh", unitPrice: "1.00", initialStock: 3) { position } }`;
 
-const out = document.getElementById("watched");
 client.query(PRODUCT, { sku }, { requestPolicy: "cache-and-network" }).subscribe(({ data }) => {
-  if (data?.product) {
-    out.dataset.state = "ok";
-    out.textContent = JSON.stringify({ onHand: data.product.onHand, position: data.product.position });
-  }
+  if (data?.product) show("watched", { onHand: data.product.onHand, position: data.product.position });
+  else if (data) show("watched", "null", "null");
 });
 client.subscription(LIVE, { sku }).subscribe(() => {});
-window.refetchProduct = () =>
-  client.query(PRODUCT, { sku }, { requestPolicy: "network-only" }).toPromise();
+client.subscription(gql(FEED_DOCUMENT), { after: firstAfter }).subscribe(({ data, error }) => {
+  if (data?.[FEED]) received(data[FEED]);
+  if (error) show("feed-error", String(error.message), "error");
+});
+
+window.refetchProduct = () => client.query(PRODUCT, { sku }, { requestPolicy: "network-only" }).toPromise();
+// A write, then at once a read of what it wrote: the session's position makes the read wait.
+window.registerThenRead = async (fresh) => {
+  const written = await client.mutation(REGISTER, { sku: fresh }).toPromise();
+  if (written.error) throw written.error;
+  const { data, error } = await client.query(PRODUCT, { sku: fresh }, { requestPolicy: "network-only" }).toPromise();
+  if (error) throw error;
+  return data.product;
+};
