@@ -1,14 +1,32 @@
-// The live dashboard served at `/`: made with EventGraph's own public API only (queries and
-// mutations over HTTP, live views over graphql-ws). Staff see sales, stock and the orders
-// feed; a customer sees a small shop. No framework: each panel renders from plain state.
-import { createClient } from "graphql-ws";
+// The console served at `/`, made with EventGraph's own public API only, through the client
+// core (web/clients/eventgraph.js): queries and mutations over HTTP with the session's
+// position (reads include this tab's own writes), live views over graphql-ws. Staff get an
+// operator's console (sales, stock with register and restock, every order with ship and
+// cancel); a customer gets a shop and their orders. No framework: each panel renders from
+// plain state, as text only (nothing from the server is ever parsed as HTML).
+//
+// Consistency across reconnects: the product and sales views are live views, so the server
+// sends each one's current view first on every (re)subscription; the order feeds start
+// after the position of the orders loaded by query and, through `subscribe`, resume after
+// the last position they delivered, so after a restart they first re-send every order that
+// changed while the page was away. Counters, stock and the orders list all catch up.
+import {
+  claimsOf,
+  createRequester,
+  createSession,
+  createWsClient,
+  subscribe,
+  tokenSource,
+} from "../clients/eventgraph.js";
 
 const TOKEN_KEY = "eventgraph.token";
 const HTTP_URL = new URL("/graphql", window.location.href).href;
 const WS_URL = HTTP_URL.replace(/^http/, "ws");
+const SHOWN_ORDERS = 25;
+const MAX_ORDER_PAGES = 100; // 10,000 orders: enough for the counters of this console
 const $ = (id) => document.getElementById(id);
 
-// ---- the token: from the login URL's fragment (never sent to a server), kept per session
+// ---- the token: from the login URL's fragment (never sent to a server), kept per tab
 
 function takeToken() {
   const match = window.location.hash.match(/(?:^#|&)token=([^&]+)/);
@@ -32,16 +50,7 @@ function takeToken() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-function claimsOf(token) {
-  try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
-  } catch {
-    return null;
-  }
-}
-
-// ---- small DOM helpers (text only: nothing from the server is parsed as HTML)
+// ---- small helpers (text only)
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -50,36 +59,57 @@ function el(tag, attrs = {}, ...children) {
     else if (value !== undefined && value !== null && value !== false) node.setAttribute(name, value);
   }
   for (const child of children.flat()) {
-    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+    if (child !== null && child !== undefined && child !== false) {
+      node.append(child instanceof Node ? child : String(child));
+    }
   }
   return node;
 }
 
+const euros = new Intl.NumberFormat("en-IE", { style: "currency", currency: "EUR" });
 function money(value) {
-  return Number(value).toLocaleString(undefined, { style: "currency", currency: "EUR" });
+  const number = Number(value);
+  return Number.isFinite(number) ? euros.format(number) : String(value);
 }
 
-function setPosition(panel, position) {
-  const badge = document.querySelector(`[data-position-of="${panel}"]`);
-  if (badge) {
-    const current = Number(badge.dataset.position || 0);
-    if (position > current) {
-      badge.dataset.position = String(position);
-      badge.textContent = `position ${position}`;
-    }
-  }
+/** a - b on decimal strings, exactly (money is never a float). */
+function decimalMinus(a, b) {
+  const scale = Math.max(...[a, b].map((s) => (String(s).split(".")[1] || "").length));
+  const units = (s) => {
+    const text = String(s);
+    const negative = text.startsWith("-");
+    const [whole, fraction = ""] = text.replace(/^[-+]/, "").split(".");
+    const value = BigInt(whole + fraction.padEnd(scale, "0"));
+    return negative ? -value : value;
+  };
+  const difference = units(a) - units(b);
+  const digits = (difference < 0n ? -difference : difference).toString().padStart(scale + 1, "0");
+  const sign = difference < 0n ? "-" : "";
+  return scale ? `${sign}${digits.slice(0, -scale)}.${digits.slice(-scale)}` : `${sign}${digits}`;
 }
 
-let messageTimer = null;
-function say(text, kind = "info") {
-  const box = $("message");
-  box.textContent = text;
-  box.dataset.kind = kind;
-  clearTimeout(messageTimer);
-  messageTimer = setTimeout(() => { box.textContent = ""; }, 6000);
+const shortId = (id) => `${id.slice(0, 8)}…`;
+
+const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+function ago(iso) {
+  const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  if (Math.abs(seconds) < 45) return "just now";
+  const minutes = Math.round(seconds / 60);
+  if (Math.abs(minutes) < 60) return relative.format(minutes, "minute");
+  const hours = Math.round(minutes / 60);
+  if (Math.abs(hours) < 24) return relative.format(hours, "hour");
+  return relative.format(Math.round(hours / 24), "day");
 }
 
-// ---- connection state
+function clock(iso) {
+  const date = new Date(iso);
+  const today = new Date().toDateString() === date.toDateString();
+  return today
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+// ---- the header: connection state, messages, the last error
 
 let connection = "connecting";
 function setConnection(state) {
@@ -89,69 +119,227 @@ function setConnection(state) {
   badge.dataset.state = state.replace(/\s+/g, "-");
 }
 
-// ---- the API
+let noticeTimer = null;
+function notify(text) {
+  const box = $("notice");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    box.hidden = true;
+  }, 8000);
+}
+
+/** Show a failure in the sticky header until dismissed or replaced: a human sentence, and
+ * the raw code and message under Details. */
+function showError(text, code, message) {
+  $("error-text").textContent = text;
+  $("error-code").textContent = code;
+  $("error-message").textContent = message || "";
+  const now = new Date();
+  $("error-time").dateTime = now.toISOString();
+  $("error-time").textContent = now.toLocaleTimeString();
+  $("error-details").open = false;
+  $("last-error").hidden = false;
+  $("notice").hidden = true;
+}
+
+class ApiError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const STATUS_WORDS = {
+  staff: { PLACED: "Awaiting payment", PAID: "Paid, to ship", SHIPPED: "Shipped", CANCELLED: "Cancelled" },
+  customer: { PLACED: "Awaiting payment", PAID: "Paid, being prepared", SHIPPED: "Shipped", CANCELLED: "Cancelled" },
+};
+const statusWord = (status) => STATUS_WORDS[role]?.[status] ?? status;
+
+/** What a person reads for a failed action. `about`: { sku, order } the action was on. */
+function humanError(error, about = {}) {
+  const { code, message = "" } = error;
+  const order = about.order ? `Order ${shortId(about.order.id)}` : "That order";
+  switch (code) {
+    case "INSUFFICIENT_STOCK": {
+      const found = message.match(/only (\d+) of '([^']*)'/);
+      const sku = found ? found[2] : about.sku;
+      return `Not enough stock: only ${found ? found[1] : 0} of ${productLabel(sku)} left`;
+    }
+    case "ALREADY_EXISTS":
+      return about.sku ? `A product with SKU ${about.sku} already exists` : "That already exists";
+    case "INVALID_STATE": {
+      const found = message.match(/that is (\w+) cannot be (\w+)/);
+      if (found) return `${order} is ${statusWord(found[1]).toLowerCase()}: it cannot be ${found[2]} any more`;
+      if (/stock would exceed/.test(message)) return "That is more stock than a product may hold";
+      return "That is not possible in the current state";
+    }
+    case "NOT_FOUND":
+      return about.order ? `${order} was not found` : `No product ${about.sku || ""} was found`.trim();
+    case "BAD_USER_INPUT":
+      return `Please check what you entered: ${message}`;
+    case "FORBIDDEN":
+      return "You are not allowed to do that";
+    case "UNAUTHENTICATED":
+      return "Your sign-in has expired: sign in again to carry on";
+    case "CONFLICT":
+      return "Someone changed this at the same moment: please try again";
+    case "TIMEOUT":
+    case "UNAVAILABLE":
+      return "The server is busy: please try again in a moment";
+    case "NETWORK":
+      return "The server could not be reached: check the connection and try again";
+    default:
+      return "Something went wrong";
+  }
+}
+
+function failed(error, about) {
+  const apiError = error instanceof ApiError ? error : new ApiError("CLIENT_ERROR", String(error?.message || error));
+  showError(humanError(apiError, about), apiError.code, apiError.message);
+}
+
+// ---- the session: token, position, HTTP, WebSocket
 
 let token = null;
+let claims = null;
+let role = null;
+let signedOut = false;
+const session = createSession();
+const tokens = tokenSource({ current: () => token });
+const request = createRequester({ url: HTTP_URL, tokens, session });
 
 async function gql(query, variables = {}) {
-  const response = await fetch(HTTP_URL, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = await response.json();
+  let body;
+  try {
+    body = await request(query, variables);
+  } catch (error) {
+    throw new ApiError("NETWORK", String(error?.message || error));
+  }
   if (body.errors && body.errors.length) {
-    const error = body.errors[0];
-    const code = (error.extensions && error.extensions.code) || "ERROR";
-    if (code === "UNAUTHENTICATED") setConnection("token expired");
-    throw new Error(`${code}: ${error.message}`);
+    const first = body.errors[0];
+    const code = first.extensions?.code || "ERROR";
+    if (code === "UNAUTHENTICATED") signOut(first.message);
+    throw new ApiError(code, first.message);
   }
   return body.data;
 }
 
+// Every live view, to subscribe again on a new client (a new token): feeds give their
+// `after` from what they delivered, so nothing is missed while signed out either.
+const views = [];
 let client = null;
+let generation = 0;
+let connectedBefore = false;
 
-function connect() {
-  let connectedOnce = false;
-  client = createClient({
-    url: WS_URL,
-    connectionParams: () => ({ Authorization: `Bearer ${token}` }),
-    lazy: false,
-    keepAlive: 10_000,
-    retryAttempts: Infinity,
-    // 4403: the token was refused (expired or bad); retrying with it cannot help.
-    shouldRetry: (event) => !(event && event.code === 4403),
-    retryWait: (retries) =>
-      new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** retries, 4000))),
-    on: {
-      connecting: () => setConnection(connectedOnce ? "reconnecting" : "connecting"),
-      connected: () => {
-        connectedOnce = true;
-        setConnection("connected");
-      },
-      closed: (event) => {
-        if (event && event.code === 4403) setConnection("token expired");
-        else if (connection !== "token expired") setConnection("reconnecting");
-      },
+function live(query, variables, onData) {
+  const view = { query, variables, onData };
+  views.push(view);
+  if (client) open(view);
+}
+
+function open(view) {
+  subscribe(client, { query: view.query, variables: view.variables(), session }, {
+    next(result) {
+      if (result.data) view.onData(result.data);
+      if (result.errors?.length) failed(new ApiError(result.errors[0].extensions?.code || "ERROR", result.errors[0].message));
     },
+    error(error) {
+      if (signedOut) return; // the banner says it
+      const list = Array.isArray(error) ? error : [error];
+      const first = list[0] || {};
+      if (first.code === 4403) return; // onStatus says signed out
+      const code = first.extensions?.code || (first.code ? `CLOSED_${first.code}` : "ERROR");
+      const message = first.message || first.reason || String(first);
+      showError("Live updates of a panel stopped: reload the page", code, message);
+    },
+    complete() {},
   });
 }
 
-function live(query, variables, onData) {
-  return client.subscribe(
-    { query, variables },
-    {
-      next: (result) => {
-        if (result.data) onData(result.data);
-        if (result.errors) say(result.errors.map((e) => e.message).join("; "), "error");
-      },
-      error: (error) => {
-        if (error && error.code === 4403) setConnection("token expired");
-        else say(`subscription ended: ${error && (error.reason || error.message || error)}`, "error");
-      },
-      complete: () => {},
+/** Close a client for good; a socket still connecting rejects its dispose(): nothing to do. */
+function dispose(old) {
+  if (old) Promise.resolve(old.dispose()).catch(() => {});
+}
+
+function connect() {
+  const mine = ++generation;
+  client = createWsClient({
+    url: WS_URL,
+    tokens,
+    keepAlive: 10_000,
+    onStatus: (state, detail) => {
+      if (mine === generation) onStatus(state, detail);
     },
-  );
+  });
+  for (const view of views) open(view);
+}
+
+function onStatus(state, detail) {
+  if (signedOut) return;
+  if (state === "signed-out") signOut(detail);
+  else if (state === "connected") {
+    setConnection("connected");
+    if (connectedBefore) loadProducts().catch(failed); // products registered while away
+    connectedBefore = true;
+  } else setConnection(connectedBefore || state === "reconnecting" ? "reconnecting" : "connecting");
+}
+
+function signOut(reason) {
+  if (signedOut) return;
+  signedOut = true;
+  generation++; // the old client's statuses no longer count
+  const old = client;
+  client = null;
+  setTimeout(() => dispose(old), 0);
+  setConnection("signed out");
+  const expired = !claims?.exp || claims.exp * 1000 <= Date.now() + 1000;
+  $("expired-title").textContent = expired ? "Your sign-in has expired" : "The server did not accept your sign-in";
+  $("expired-reason").textContent = reason ? `The server said: ${reason}.` : "";
+  $("expired-command").textContent = `eventgraph token --sub ${claims?.sub || "you"} --role ${role || "customer"} --open`;
+  $("resign-error").textContent = "";
+  $("expired").hidden = false;
+  renderAll();
+}
+
+function resume(offered) {
+  const offeredClaims = claimsOf(offered);
+  if (!offeredClaims) {
+    $("resign-error").textContent = "That is not a token: copy the whole token printed by eventgraph token.";
+    return;
+  }
+  if (offeredClaims.exp && offeredClaims.exp * 1000 <= Date.now() + 1000) {
+    $("resign-error").textContent = "That token has expired too: mint a new one.";
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, offered);
+  if (offeredClaims.sub !== claims.sub || offeredClaims.role !== claims.role) {
+    window.location.reload(); // another account: its own page
+    return;
+  }
+  token = offered;
+  claims = offeredClaims;
+  signedOut = false;
+  $("expired").hidden = true;
+  $("resign-input").value = "";
+  armExpiry();
+  connect(); // every view again; the feeds resume after what they delivered
+  renderAll();
+  notify("Signed in again: carrying on");
+}
+
+let expiryTimer = null;
+function armExpiry() {
+  clearTimeout(expiryTimer);
+  if (!claims.exp) return;
+  const left = claims.exp * 1000 - Date.now();
+  const held = token;
+  if (left < 2 ** 31) {
+    expiryTimer = setTimeout(() => {
+      if (token === held) signOut("the token has expired");
+    }, Math.max(left, 0));
+  }
 }
 
 // ---- documents
@@ -159,56 +347,35 @@ function live(query, variables, onData) {
 const PRODUCT = "id sku name unitPrice onHand reserved available position";
 const ORDER = "id customerId status total amountPaid placedAt version position lines { sku quantity }";
 
-// ---- products (both views): a table kept live per product
+// ---- products
 
 const products = new Map();
 const watchedProducts = new Set();
+const soldBySku = new Map(); // units in PAID or SHIPPED orders, from every order seen
+
+function productLabel(sku) {
+  return products.get(sku)?.name || sku || "that product";
+}
+
+function keepProduct(product) {
+  const held = products.get(product.sku);
+  if (held && held.position >= product.position) return;
+  products.set(product.sku, product);
+  setPosition("products", product.position);
+  schedule();
+}
 
 function watchProduct(sku) {
   if (watchedProducts.has(sku)) return;
   watchedProducts.add(sku);
-  live(`subscription ($sku: String!) { product(sku: $sku) { ${PRODUCT} } }`, { sku }, (data) => {
-    const held = products.get(sku);
-    if (!held || data.product.position > held.position) {
-      products.set(sku, data.product);
-      setPosition("products", data.product.position);
-      renderProducts();
-    }
-  });
-}
-
-let buying = false;
-function renderProducts() {
-  const body = $("products-body");
-  const customer = role === "customer";
-  const rows = [...products.values()].sort((a, b) => a.sku.localeCompare(b.sku));
-  body.replaceChildren(
-    ...rows.map((p) =>
-      el(
-        "tr",
-        { "data-sku": p.sku },
-        el("td", {}, p.sku),
-        el("td", {}, p.name),
-        el("td", { class: "num" }, money(p.unitPrice)),
-        customer ? null : el("td", { class: "num" }, p.onHand),
-        customer ? null : el("td", { class: "num" }, p.reserved),
-        el("td", { class: "num", "data-field": "available" }, p.available),
-        customer
-          ? el("td", {}, el("button", {
-              type: "button",
-              disabled: p.available < 1 || buying ? "" : null,
-              onclick: () => buy(p.sku),
-              "aria-label": `Buy one ${p.name}`,
-            }, "Buy 1"))
-          : null,
-      ),
-    ),
+  live(`subscription ($sku: String!) { product(sku: $sku) { ${PRODUCT} } }`, () => ({ sku }), (data) =>
+    keepProduct(data.product),
   );
-  $("products-empty").hidden = rows.length > 0;
 }
 
 async function loadProducts() {
   let after = null;
+  let pages = 0;
   do {
     const data = await gql(
       `query ($after: String) { products(first: 100, after: $after) {
@@ -216,96 +383,363 @@ async function loadProducts() {
       { after },
     );
     for (const { node } of data.products.edges) {
-      products.set(node.sku, node);
-      setPosition("products", node.position);
+      keepProduct(node);
       watchProduct(node.sku);
     }
     after = data.products.pageInfo.hasNextPage ? data.products.pageInfo.endCursor : null;
-  } while (after && products.size < 1000);
-  renderProducts();
+  } while (after && ++pages < 10);
+  productsLoaded = true;
+  schedule();
 }
+let productsLoaded = false;
 
-// ---- orders (staff: every order; customer: their own), newest first
+// ---- orders (staff: every order; customer: their own)
 
 const orders = new Map();
 
+function counts(order) {
+  return order.status === "PAID" || order.status === "SHIPPED";
+}
+
 function keepOrder(order) {
   const held = orders.get(order.id);
-  if (held && held.position >= order.position) return false;
+  if (held && held.position >= order.position) return;
+  if (held && counts(held)) for (const l of held.lines) soldBySku.set(l.sku, (soldBySku.get(l.sku) || 0) - l.quantity);
+  if (counts(order)) for (const l of order.lines) soldBySku.set(l.sku, (soldBySku.get(l.sku) || 0) + l.quantity);
   if (!held) countPlaced(order.placedAt);
   orders.set(order.id, order);
   setPosition("orders", order.position);
-  return true;
+  schedule();
+}
+
+/** Every order by query, a page at a time; answers the position a feed must start after:
+ * the lowest of the pages' positions (each page is a view as of its own position). */
+async function loadOrders() {
+  let after = null;
+  let from = null;
+  let pages = 0;
+  do {
+    const data = await gql(
+      `query ($after: String) { orders(first: 100, after: $after) {
+         edges { node { ${ORDER} } } pageInfo { hasNextPage endCursor } } }`,
+      { after },
+    );
+    let highest = 0;
+    for (const { node } of data.orders.edges) {
+      keepOrder(node);
+      highest = Math.max(highest, node.position);
+    }
+    if (highest) from = from === null ? highest : Math.min(from, highest);
+    after = data.orders.pageInfo.hasNextPage ? data.orders.pageInfo.endCursor : null;
+  } while (after && ++pages < MAX_ORDER_PAGES);
+  ordersCapped = Boolean(after);
+  ordersLoaded = true;
+  schedule();
+  return from ?? 0; // no order yet: every order there will be is news
+}
+let ordersLoaded = false;
+let ordersCapped = false;
+
+/** A feed (myOrders or orders), from `after`: `subscribe` rewrites `after` to the last
+ * position it delivered, so every reconnect resumes there; a new client (a new token)
+ * resumes from `feed.after`, kept here. */
+function liveFeed(field, after) {
+  const feed = { after };
+  live(
+    `subscription ($after: Position) { ${field}(after: $after) { ${ORDER} } }`,
+    () => ({ after: feed.after }),
+    (data) => {
+      const order = data[field];
+      if (order.position > feed.after) feed.after = order.position;
+      keepOrder(order);
+    },
+  );
+}
+
+// ---- actions
+
+let busy = 0; // commands in flight: their buttons wait
+
+async function act(run) {
+  busy++;
+  renderAll();
+  try {
+    await run();
+  } finally {
+    busy--;
+    renderAll();
+  }
+}
+
+const ORDER_COMMANDS = {
+  payOrder: `mutation ($id: ID!, $amount: Decimal!, $key: String) { payOrder(orderId: $id, amount: $amount, idempotencyKey: $key) { position order { ${ORDER} } } }`,
+  shipOrder: `mutation ($id: ID!) { shipOrder(orderId: $id) { position order { ${ORDER} } } }`,
+  cancelOrder: `mutation ($id: ID!, $reason: String!) { cancelOrder(orderId: $id, reason: $reason) { position order { ${ORDER} } } }`,
+};
+
+async function orderCommand(name, order) {
+  const due = decimalMinus(order.total, order.amountPaid);
+  if (name === "cancelOrder") {
+    const paid = Number(order.amountPaid) > 0;
+    const mine = role === "customer";
+    const agreed = await confirmDialog({
+      title: mine ? `Cancel your order ${shortId(order.id)}?` : `Cancel order ${shortId(order.id)}?`,
+      text: paid
+        ? `It is paid: cancelling refunds ${money(order.amountPaid)}${mine ? " to you" : ` to ${order.customerId}`} and puts its items back in stock. This cannot be undone.`
+        : "Cancelling releases the items it holds. This cannot be undone.",
+      no: "Keep the order",
+      yes: paid ? `Cancel and refund ${money(order.amountPaid)}` : "Cancel the order",
+    });
+    if (!agreed) return;
+  }
+  await act(async () => {
+    try {
+      const reason = role === "staff" ? "cancelled by staff from the console" : "cancelled by the customer";
+      const data = await gql(ORDER_COMMANDS[name], { id: order.id, amount: due, reason, key: crypto.randomUUID() });
+      const after = data[name].order;
+      keepOrder(after);
+      const label = `Order ${shortId(order.id)}`;
+      if (name === "payOrder") notify(`${label} paid: ${money(due)}`);
+      else if (name === "shipOrder") notify(`${label} shipped`);
+      else notify(Number(order.amountPaid) > 0 ? `${label} cancelled, ${money(order.amountPaid)} refunded` : `${label} cancelled`);
+    } catch (error) {
+      failed(error, { order });
+    }
+  });
+}
+
+async function buy(sku) {
+  await act(async () => {
+    try {
+      const data = await gql(
+        `mutation ($sku: String!, $key: String) { placeOrder(lines: [{ sku: $sku, quantity: 1 }], idempotencyKey: $key) { position order { ${ORDER} } } }`,
+        { sku, key: crypto.randomUUID() },
+      );
+      const order = data.placeOrder.order;
+      keepOrder(order);
+      notify(`Order placed: 1 × ${productLabel(sku)}, ${money(order.total)}. Pay for it under My orders.`);
+    } catch (error) {
+      failed(error, { sku });
+    }
+  });
+}
+
+async function register(form) {
+  const fields = new FormData(form);
+  const sku = String(fields.get("sku")).trim();
+  const name = String(fields.get("name")).trim();
+  const price = String(fields.get("price")).trim();
+  const stock = Number(fields.get("stock"));
+  await act(async () => {
+    try {
+      const data = await gql(
+        `mutation ($sku: String!, $name: String!, $price: Decimal!, $stock: Int!) {
+           registerProduct(sku: $sku, name: $name, unitPrice: $price, initialStock: $stock) { position product { ${PRODUCT} } } }`,
+        { sku, name, price, stock },
+      );
+      keepProduct(data.registerProduct.product);
+      watchProduct(sku);
+      form.reset();
+      notify(`Registered ${name} (${sku}) at ${money(price)}, ${stock} in stock`);
+    } catch (error) {
+      failed(error, { sku });
+    }
+  });
+}
+
+async function restock(sku, input) {
+  const quantity = Number(input.value);
+  await act(async () => {
+    try {
+      const data = await gql(
+        `mutation ($sku: String!, $quantity: Int!) { restockProduct(sku: $sku, quantity: $quantity) { position product { ${PRODUCT} } } }`,
+        { sku, quantity },
+      );
+      const product = data.restockProduct.product;
+      keepProduct(product);
+      notify(`Restocked ${product.name}: +${quantity}, ${product.onHand} on hand`);
+    } catch (error) {
+      failed(error, { sku });
+    }
+  });
+}
+
+async function copy(id) {
+  try {
+    await navigator.clipboard.writeText(id);
+    notify(`Copied order id ${id}`);
+  } catch {
+    notify(`Order id: ${id}`);
+  }
+}
+
+/** An in-page confirmation (a modal <dialog>): resolves true only for the "yes" button. */
+function confirmDialog({ title, text, yes, no }) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-yes").textContent = yes;
+  $("confirm-no").textContent = no;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    dialog.showModal();
+  });
+}
+
+// ---- rendering (batched: one frame renders whatever changed)
+
+let pending = false;
+function schedule() {
+  if (!pending) {
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      renderAll();
+    });
+  }
+}
+
+function renderAll() {
+  if (!role) return;
+  if (role === "staff") renderStock();
+  else renderShop();
+  renderOrders();
+  renderChart();
+  $("register-fields").disabled = signedOut;
+}
+
+const actionDisabled = (extra = false) => signedOut || busy > 0 || extra;
+
+// Staff stock: rows kept per sku (a live update must not wipe a quantity being typed).
+const stockRows = new Map();
+function stockRow(sku) {
+  let row = stockRows.get(sku);
+  if (!row) {
+    const quantity = el("input", { type: "number", min: "1", step: "1", value: "10", "aria-label": `Restock quantity for ${sku}`, class: "qty" });
+    const button = el("button", { type: "submit", class: "action" }, "Restock");
+    const cells = Object.fromEntries(
+      ["name", "sku", "price", "onHand", "reserved", "available", "sold"].map((field) => [
+        field,
+        el("td", { "data-field": field, class: ["name", "sku"].includes(field) ? null : "num" }),
+      ]),
+    );
+    const form = el("form", { class: "restock", onsubmit: (event) => {
+      event.preventDefault();
+      if (quantity.value && Number(quantity.value) > 0) restock(sku, quantity);
+    } }, quantity, button);
+    const tr = el("tr", { "data-sku": sku }, Object.values(cells), el("td", {}, form));
+    row = { tr, cells, quantity, button };
+    stockRows.set(sku, row);
+  }
+  return row;
+}
+
+function renderStock() {
+  const rows = [...products.values()].sort((a, b) => a.sku.localeCompare(b.sku));
+  for (const p of rows) {
+    const row = stockRow(p.sku);
+    const text = {
+      name: p.name,
+      sku: p.sku,
+      price: money(p.unitPrice),
+      onHand: p.onHand,
+      reserved: p.reserved,
+      available: p.available,
+      sold: soldBySku.get(p.sku) || 0,
+    };
+    for (const [field, value] of Object.entries(text)) {
+      if (row.cells[field].textContent !== String(value)) row.cells[field].textContent = String(value);
+    }
+    row.quantity.setAttribute("aria-label", `Restock quantity for ${p.name}`);
+    row.button.setAttribute("aria-label", `Restock ${p.name}`);
+    row.button.disabled = actionDisabled();
+  }
+  const body = $("products-body");
+  const wanted = rows.map((p) => stockRows.get(p.sku).tr);
+  if (wanted.length !== body.children.length || wanted.some((tr, i) => body.children[i] !== tr)) {
+    body.replaceChildren(...wanted);
+  }
+  $("products-empty").hidden = rows.length > 0 || !productsLoaded;
+}
+
+function renderShop() {
+  const items = [...products.values()].sort((a, b) => a.name.localeCompare(b.name) || a.sku.localeCompare(b.sku));
+  $("shop-list").replaceChildren(
+    ...items.map((p) =>
+      el(
+        "li",
+        { "data-sku": p.sku, class: "card" },
+        el("h3", {}, p.name),
+        el("p", { class: "price" }, money(p.unitPrice)),
+        el(
+          "p",
+          { "data-field": "available", "data-available": p.available, class: p.available > 0 ? "stock" : "stock bad" },
+          p.available > 5 ? `${p.available} in stock` : p.available > 0 ? `Only ${p.available} left` : "Sold out",
+        ),
+        el(
+          "button",
+          {
+            type: "button",
+            class: "action buy",
+            disabled: actionDisabled(p.available < 1) ? "" : null,
+            onclick: () => buy(p.sku),
+            "aria-label": `Buy one ${p.name}`,
+          },
+          "Buy",
+        ),
+      ),
+    ),
+  );
+  $("shop-empty").hidden = items.length > 0 || !productsLoaded;
 }
 
 function orderActions(order) {
   const actions = [];
-  const act = (label, run) =>
-    el("button", { type: "button", onclick: run, "aria-label": `${label} order ${order.id}` }, label);
-  if (role === "staff" && order.status === "PAID") actions.push(act("Ship", () => orderCommand("shipOrder", order)));
-  if (role === "customer" && order.status === "PLACED") actions.push(act("Pay", () => orderCommand("payOrder", order)));
-  if (order.status === "PLACED" || order.status === "PAID") actions.push(act("Cancel", () => orderCommand("cancelOrder", order)));
+  const button = (label, name, extra = {}) =>
+    el("button", {
+      type: "button",
+      class: `action${name === "cancelOrder" ? " danger" : ""}`,
+      disabled: actionDisabled() ? "" : null,
+      onclick: () => orderCommand(name, order),
+      "aria-label": `${label} order ${order.id}`,
+      ...extra,
+    }, label);
+  if (role === "staff" && order.status === "PAID") actions.push(button("Ship", "shipOrder"));
+  if (role === "customer" && order.status === "PLACED") {
+    actions.push(button(`Pay ${money(decimalMinus(order.total, order.amountPaid))}`, "payOrder", { "aria-label": `Pay order ${order.id}` }));
+  }
+  if (order.status === "PLACED" || order.status === "PAID") actions.push(button("Cancel", "cancelOrder"));
   return actions;
 }
 
 function renderOrders() {
-  const newest = [...orders.values()].sort((a, b) => b.placedAt.localeCompare(a.placedAt)).slice(0, 20);
+  const all = [...orders.values()].sort((a, b) => b.placedAt.localeCompare(a.placedAt) || b.id.localeCompare(a.id));
+  const newest = all.slice(0, SHOWN_ORDERS);
+  const staff = role === "staff";
   $("orders-body").replaceChildren(
     ...newest.map((o) =>
       el(
         "tr",
         { "data-order": o.id },
-        el("td", {}, el("code", { title: o.id }, o.id.slice(0, 8))),
-        role === "staff" ? el("td", {}, o.customerId) : null,
-        el("td", {}, o.lines.map((l) => `${l.quantity}× ${l.sku}`).join(", ")),
+        el(
+          "td",
+          { class: "id" },
+          el("code", { title: o.id }, shortId(o.id)),
+          el("button", { type: "button", class: "copy", title: "Copy the full order id", "aria-label": `Copy order id ${o.id}`, onclick: () => copy(o.id) }, "Copy"),
+        ),
+        el("td", {}, el("time", { datetime: o.placedAt, title: new Date(o.placedAt).toLocaleString() }, clock(o.placedAt), el("span", { class: "muted" }, ` · ${ago(o.placedAt)}`))),
+        staff ? el("td", {}, o.customerId) : null,
+        el("td", {}, o.lines.map((l) => `${l.quantity} × ${productLabel(l.sku)}`).join(", ")),
         el("td", { class: "num" }, money(o.total)),
-        el("td", {}, el("span", { class: `status status-${o.status.toLowerCase()}`, "data-field": "status" }, o.status)),
+        el("td", {}, el("span", { class: `status status-${o.status.toLowerCase()}`, "data-field": "status", "data-status": o.status }, statusWord(o.status))),
         el("td", { class: "actions" }, orderActions(o)),
       ),
     ),
   );
-  $("orders-empty").hidden = newest.length > 0;
-}
-
-async function loadOrders() {
-  const data = await gql(`query { orders(first: 100) { edges { node { ${ORDER} } } } }`);
-  for (const { node } of data.orders.edges) keepOrder(node);
-  renderOrders();
-  renderChart();
-}
-
-async function orderCommand(name, order) {
-  const documents = {
-    payOrder: `mutation ($id: ID!, $amount: Decimal!) { payOrder(orderId: $id, amount: $amount) { position order { ${ORDER} } } }`,
-    shipOrder: `mutation ($id: ID!) { shipOrder(orderId: $id) { position order { ${ORDER} } } }`,
-    cancelOrder: `mutation ($id: ID!) { cancelOrder(orderId: $id, reason: "cancelled from the dashboard") { position order { ${ORDER} } } }`,
-  };
-  const amount = (Number(order.total) - Number(order.amountPaid)).toFixed(2);
-  try {
-    const data = await gql(documents[name], { id: order.id, amount });
-    if (keepOrder(data[name].order)) renderOrders();
-    say(`${name} done at position ${data[name].position}`);
-  } catch (error) {
-    say(error.message, "error");
-  }
-}
-
-async function buy(sku) {
-  buying = true;
-  renderProducts();
-  try {
-    const data = await gql(
-      `mutation ($sku: String!, $key: String) { placeOrder(lines: [{ sku: $sku, quantity: 1 }], idempotencyKey: $key) { position order { ${ORDER} } } }`,
-      { sku, key: crypto.randomUUID() },
-    );
-    if (keepOrder(data.placeOrder.order)) renderOrders();
-    say(`order placed at position ${data.placeOrder.position}`);
-  } catch (error) {
-    say(error.message, "error");
-  } finally {
-    buying = false;
-    renderProducts();
-  }
+  $("orders-empty").hidden = all.length > 0 || !ordersLoaded;
+  $("orders-more").hidden = all.length <= SHOWN_ORDERS;
+  $("orders-more").textContent = `Showing the latest ${SHOWN_ORDERS} of ${all.length}${ordersCapped ? "+" : ""} orders.`;
 }
 
 // ---- orders per minute, last 30 minutes (a small SVG bar chart)
@@ -316,26 +750,15 @@ const perMinute = new Map();
 function countPlaced(placedAt) {
   const minute = Math.floor(Date.parse(placedAt) / 60_000);
   perMinute.set(minute, (perMinute.get(minute) || 0) + 1);
-  scheduleChart();
-}
-
-let chartPending = false;
-function scheduleChart() {
-  if (!chartPending) {
-    chartPending = true;
-    requestAnimationFrame(() => {
-      chartPending = false;
-      renderChart();
-    });
-  }
 }
 
 function renderChart() {
+  if (role !== "staff") return;
   const svg = $("chart");
-  if (!svg) return;
   const now = Math.floor(Date.now() / 60_000);
   const counts = [];
   for (let m = now - MINUTES + 1; m <= now; m++) counts.push(perMinute.get(m) || 0);
+  const total = counts.reduce((a, b) => a + b, 0);
   const top = Math.max(1, ...counts);
   const ns = "http://www.w3.org/2000/svg";
   const width = 300;
@@ -354,80 +777,111 @@ function renderChart() {
     return rect;
   });
   svg.replaceChildren(...bars);
-  $("chart-summary").textContent = `${counts[counts.length - 1]} orders this minute, peak ${top} per minute over the last ${MINUTES} minutes`;
+  $("chart-summary").textContent =
+    total === 0
+      ? `No orders in the last ${MINUTES} minutes`
+      : `${total} ${total === 1 ? "order" : "orders"} in the last ${MINUTES} minutes; ${counts[counts.length - 1]} this minute, peak ${top} per minute`;
 }
 
 // ---- the sales dashboard
 
 let salesPosition = 0;
+let lastSales = null;
 function renderSales(d) {
   if (d.position <= salesPosition) return; // an older view never replaces a newer one
   salesPosition = d.position;
+  lastSales = d;
   for (const field of ["ordersPlaced", "ordersPaid", "ordersShipped", "ordersCancelled"]) {
     $(field).textContent = d[field];
   }
   $("revenue").textContent = money(d.revenue);
-  $("top-products").replaceChildren(
-    ...d.topProducts.map((p) => el("li", {}, el("strong", {}, p.sku), ` ${p.unitsSold} sold, ${money(p.revenue)}`)),
-  );
+  renderTop();
   setPosition("sales", d.position);
+}
+
+function renderTop() {
+  const top = lastSales ? lastSales.topProducts : [];
+  $("top-products").replaceChildren(
+    ...top.map((p) =>
+      el("li", { "data-sku": p.sku }, el("strong", { title: p.sku }, productLabel(p.sku)), ` ${p.unitsSold} ordered, ${money(p.revenue)}`),
+    ),
+  );
+  $("top-empty").hidden = top.length > 0;
+}
+
+function setPosition(panel, position) {
+  const badge = document.querySelector(`[data-position-of="${panel}"]`);
+  if (badge) {
+    const current = Number(badge.dataset.position || 0);
+    if (position > current) {
+      badge.dataset.position = String(position);
+      badge.textContent = `position ${position}`;
+    }
+  }
 }
 
 // ---- start
 
-let role = null;
-
 function showSignIn(reason) {
   $("signin").hidden = false;
   $("app").hidden = true;
+  $("graphiql-link").hidden = true;
   $("signin-reason").textContent = reason || "";
   setConnection("signed out");
 }
 
-function start() {
+async function start() {
   token = takeToken();
-  const claims = token && claimsOf(token);
+  claims = token && claimsOf(token);
   if (!claims) return showSignIn(token ? "That token could not be read." : "");
   if (claims.exp && claims.exp * 1000 < Date.now()) {
     sessionStorage.removeItem(TOKEN_KEY);
-    return showSignIn("Your token has expired: mint a new one.");
+    return showSignIn("Your sign-in has expired: mint a new token.");
   }
-  role = claims.role;
+  role = claims.role === "staff" ? "staff" : "customer";
   document.body.dataset.role = role;
-  $("who").textContent = `${claims.sub} (${role})`;
+  document.title = role === "staff" ? "EventGraph console" : "EventGraph shop";
+  $("title").textContent = document.title;
+  $("who").textContent = role === "staff" ? `${claims.sub} (staff)` : `Signed in as ${claims.sub}`;
   $("signin").hidden = true;
   $("app").hidden = false;
   for (const node of document.querySelectorAll("[data-for]")) node.hidden = node.dataset.for !== role;
-  if (claims.exp) {
-    const left = claims.exp * 1000 - Date.now();
-    if (left < 2 ** 31) setTimeout(() => setConnection("token expired"), left);
-  }
+  if (role !== "staff") $("graphiql-link").remove(); // a shop, not a developer page
+  $("orders-title").textContent = role === "staff" ? "Latest orders" : "My orders";
+  armExpiry();
   connect();
-  const failed = (error) => say(error.message, "error");
-  loadProducts().catch(failed);
-  if (role === "staff") {
-    $("orders-title").textContent = "Latest orders";
-    live(`subscription { salesDashboard { id ordersPlaced ordersPaid ordersShipped ordersCancelled revenue position topProducts(limit: 5) { sku unitsSold revenue } } }`, {}, (data) => renderSales(data.salesDashboard));
-    live(`subscription { orders { ${ORDER} } }`, {}, (data) => {
-      if (keepOrder(data.orders)) renderOrders();
-    });
-    live(`subscription { events(after: 0, types: ["ProductRegistered"]) { data } }`, {}, (data) => {
-      const sku = data.events.data.sku;
-      if (!products.has(sku)) watchProduct(sku);
-    });
-    setInterval(renderChart, 10_000);
-  } else {
-    $("orders-title").textContent = "My orders";
-    live(`subscription { myOrders { ${ORDER} } }`, {}, (data) => {
-      if (keepOrder(data.myOrders)) renderOrders();
-    });
+  try {
+    await loadProducts();
+  } catch (error) {
+    failed(error);
   }
-  loadOrders().catch(failed);
+  if (role === "staff") {
+    live(
+      `subscription { salesDashboard { id ordersPlaced ordersPaid ordersShipped ordersCancelled revenue position topProducts(limit: 5) { sku unitsSold revenue } } }`,
+      () => ({}),
+      (data) => renderSales(data.salesDashboard),
+    );
+    // Products registered after the list was read (every reconnect catches up from here).
+    const from = Math.max(0, ...[...products.values()].map((p) => p.position));
+    live(
+      `subscription ($after: Position) { events(after: $after, types: ["ProductRegistered"]) { position data } }`,
+      () => ({ after: from }),
+      (data) => watchProduct(data.events.data.sku),
+    );
+    setInterval(renderAll, 30_000); // the chart's minutes and the orders' "n min ago"
+  }
+  const feed = role === "staff" ? "orders" : "myOrders";
+  try {
+    liveFeed(feed, await loadOrders());
+  } catch (error) {
+    failed(error);
+    liveFeed(feed, 0); // the list could not be read: the feed sends every order instead
+  }
 }
 
 $("signout").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN_KEY);
-  if (client) client.dispose();
+  dispose(client);
   window.location.reload();
 });
 
@@ -438,6 +892,21 @@ $("token-form").addEventListener("submit", (event) => {
     sessionStorage.setItem(TOKEN_KEY, value);
     window.location.reload();
   }
+});
+
+$("resign-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = $("resign-input").value.trim();
+  if (value) resume(value);
+});
+
+$("register-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  register(event.currentTarget);
+});
+
+$("error-dismiss").addEventListener("click", () => {
+  $("last-error").hidden = true;
 });
 
 start();
