@@ -1,6 +1,9 @@
 // GraphiQL for EventGraph, served by the API itself at GET /graphql. Queries and mutations go
 // over HTTP with the header editor's headers; subscriptions over graphql-ws, whose
-// connection_init carries the same Authorization header.
+// connection_init carries the same Authorization header. Authorization goes out only when it
+// holds a real token (this tab's, from the dashboard's sessionStorage, or one typed in the
+// Headers tab): never a placeholder. A subscription the server refuses (close 4403: no
+// token, a bad one, an expired one) ends at once with that error as its result.
 import React from "react";
 import { createRoot } from "react-dom/client";
 import { GraphiQL } from "graphiql";
@@ -18,16 +21,42 @@ let socketAuth = null;
 
 function socketFor(authorization) {
   if (socket === null || authorization !== socketAuth) {
-    if (socket !== null) socket.dispose();
+    if (socket !== null) Promise.resolve(socket.dispose()).catch(() => {});
     socketAuth = authorization;
     socket = createClient({
       url: wsUrl,
       lazy: true,
       retryAttempts: 3,
+      // 4403: the token was refused; the same token again cannot help, so say it at once.
+      shouldRetry: (event) => !(event && event.code === 4403),
       connectionParams: authorization ? { Authorization: authorization } : {},
     });
   }
   return socket;
+}
+
+/** The result GraphiQL shows for a subscription that ended on an error instead of data. */
+function errorsOf(error, authorization) {
+  if (Array.isArray(error)) return error; // the server's `error` message: GraphQL errors
+  if (error && typeof error.code === "number") {
+    // a close of the socket
+    if (error.code === 4403) {
+      const why = authorization
+        ? "the server refused the token (not valid, or expired): mint a new one with `eventgraph token`"
+        : 'no token: put {"Authorization": "Bearer <token>"} in the Headers tab (eventgraph token --sub alice --role staff)';
+      return [{ message: `Not signed in: ${why}`, extensions: { code: "UNAUTHENTICATED", closeCode: 4403, reason: error.reason || "" } }];
+    }
+    return [{ message: `The connection closed (${error.code}${error.reason ? `: ${error.reason}` : ""})`, extensions: { code: "CONNECTION_CLOSED", closeCode: error.code, reason: error.reason || "" } }];
+  }
+  return [{ message: String((error && error.message) || error || "the subscription failed"), extensions: { code: "CONNECTION_ERROR" } }];
+}
+
+async function* subscription(params, authorization) {
+  try {
+    yield* socketFor(authorization).iterate(params);
+  } catch (error) {
+    yield { errors: errorsOf(error, authorization) };
+  }
 }
 
 function isSubscription(params) {
@@ -39,26 +68,39 @@ function isSubscription(params) {
   }
 }
 
+// A bearer token as RFC 6750 spells it: a placeholder such as "Bearer <token>" is not one.
+const BEARER = /^Bearer [A-Za-z0-9\-._~+/]+=*$/;
+
+/** The headers to send: Authorization only when it holds a real token. */
+function realHeaders(headers) {
+  const out = {};
+  for (const [name, value] of Object.entries(headers || {})) {
+    if (name.toLowerCase() === "authorization" && !BEARER.test(String(value).trim())) continue;
+    out[name] = name.toLowerCase() === "authorization" ? String(value).trim() : value;
+  }
+  return out;
+}
+
 function authorizationOf(headers) {
-  if (!headers) return undefined;
   for (const [name, value] of Object.entries(headers)) {
     if (name.toLowerCase() === "authorization") return String(value);
   }
   return undefined;
 }
 
-function fetcher(params, options) {
-  if (isSubscription(params)) {
-    return socketFor(authorizationOf(options && options.headers)).iterate(params);
-  }
-  return http(params, options);
+function fetcher(params, options = {}) {
+  const headers = realHeaders(options.headers);
+  if (isSubscription(params)) return subscription(params, authorizationOf(headers));
+  return http(params, { ...options, headers });
 }
 
 const token = sessionStorage.getItem("eventgraph.token");
-const headers = JSON.stringify(token ? { Authorization: `Bearer ${token}` } : { Authorization: "Bearer <token from `eventgraph token`>" }, null, 2);
+const headers = token ? JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2) : "{}";
 
 const defaultQuery = `# EventGraph: queries and mutations over HTTP, subscriptions over graphql-ws.
-# Put a token in the Headers tab (eventgraph token --sub alice --role staff).
+# Sign in: run  eventgraph token --sub alice --role staff  and put
+#   {"Authorization": "Bearer <the token>"}
+# in the Headers tab below (signed in on the dashboard in this tab, it is there already).
 
 query Products {
   products(first: 10) {
