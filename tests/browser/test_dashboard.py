@@ -339,13 +339,13 @@ async def test_an_expired_sign_in_pauses_every_action_until_a_new_token_is_paste
     product = sku()
     await gql(site, token("stella", "staff"), REGISTER, sku=product)
     name = f"dora-{uuid.uuid4().hex[:6]}"
-    short = mint_token(SECRET, name, "customer", ttl_seconds=4)
+    before = (await gql(site, token(name), PLACE, sku=product))["placeOrder"]["orderId"]
+    short = mint_token(SECRET, name, "customer", ttl_seconds=6)
     await signed_in(page, site, name, "customer", short)
     card = page.locator(f'#shop-list li[data-sku="{product}"]')
     buy = card.get_by_role("button", name="Buy one Lamp")
+    first = order_row(page, before)
     await expect(buy).to_be_enabled()
-    await buy.click()
-    first = page.locator("#orders-body tr").first
     await expect(first.get_by_role("button", name="Pay")).to_be_enabled()
 
     banner = page.locator("#expired")

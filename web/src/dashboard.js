@@ -171,7 +171,10 @@ function humanError(error, about = {}) {
       return about.sku ? `A product with SKU ${about.sku} already exists` : "That already exists";
     case "INVALID_STATE": {
       const found = message.match(/that is (\w+) cannot be (\w+)/);
-      if (found) return `${order} is ${statusWord(found[1]).toLowerCase()}: it cannot be ${found[2]} any more`;
+      if (found) {
+        const when = found[1] === "PLACED" ? "yet" : "any more";
+        return `${order} is ${statusWord(found[1]).toLowerCase()}: it cannot be ${found[2]} ${when}`;
+      }
       if (/stock would exceed/.test(message)) return "That is more stock than a product may hold";
       return "That is not possible in the current state";
     }
@@ -868,8 +871,8 @@ async function start() {
       () => ({ after: from }),
       (data) => watchProduct(data.events.data.sku),
     );
-    setInterval(renderAll, 30_000); // the chart's minutes and the orders' "n min ago"
   }
+  setInterval(renderAll, 30_000); // the chart's minutes and the orders' "n min ago"
   const feed = role === "staff" ? "orders" : "myOrders";
   try {
     liveFeed(feed, await loadOrders());
