@@ -464,3 +464,34 @@ async def test_appends_made_together_fail_together(store: EventStore) -> None:
             ]
         )
     assert await count_events(store.pool) == 2
+
+
+async def test_a_burst_of_appends_does_not_stall_a_reader_whose_plan_was_cached_early(
+    server_url: str,
+) -> None:
+    """A projector reads whole appends with one prepared statement. Run five times while the
+    log was young, PostgreSQL caches a generic plan for it, made from the statistics of an
+    almost empty table; that plan scanned the log for every event of the batch, and the
+    first read after a burst of 20,000 events took minutes (a projector stalled). Each read
+    is planned for its own positions now."""
+    from eventgraph.runtime import create_pool
+    from tests.kit.database import fresh_database
+
+    async with fresh_database(server_url) as url:
+        conn = await asyncpg.connect(url)
+        await migrate(conn)
+        await conn.close()
+        pool = await create_pool(url, min_size=1, max_size=1)  # one connection: one cached plan
+        try:
+            store = EventStore(pool)
+            for i in range(20):
+                await store.append({f"young-{i}": (0, [ev(i=i)])})
+            for _ in range(10):
+                await store.read_all(0, 1_000, whole_appends=True)
+            for burst in range(200):
+                await store.append({f"b{burst}-{k}": (0, [ev(k=k)]) for k in range(100)})
+            async with asyncio.timeout(20):  # minutes with the cached plan, milliseconds now
+                read = await store.read_all(0, 1_000, whole_appends=True)
+            assert 900 <= len(read) <= 1_000
+        finally:
+            await pool.close()
