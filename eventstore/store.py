@@ -484,6 +484,12 @@ class EventStore:
             fingerprint=row["fingerprint"],
         )
 
+    async def last_position(self) -> int:
+        """The highest position appended and committed (readers may not reach it yet)."""
+        return int(
+            await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM eventgraph.events")
+        )
+
     async def head(self) -> int:
         """The highest position that readers can safely reach now."""
         return await self.frontier.refresh()

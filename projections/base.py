@@ -28,6 +28,8 @@ class Page(Generic[V]):
 
     items: list[V]
     has_next: bool
+    position: int = 0
+    """The read model's position when the page was read (also for an empty page)."""
 
 
 class Projection(Protocol):

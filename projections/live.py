@@ -219,7 +219,7 @@ class LiveViews:
         position of the last view given, which is where the subscriber resumes."""
         load = self._topics[spec].load
         start = now
-        sent = after or 0
+        sent = now if after is None else after
         try:
             if after is not None:
                 start = after

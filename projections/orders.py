@@ -166,12 +166,17 @@ async def orders(
         clauses.append(f"(placed_at, order_id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit + 1)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    # One statement, one snapshot: the page and the position it reflects, even when empty.
     rows = await pool.fetch(
-        f"SELECT *, {read_position(NAME)} FROM readmodel.orders {where}"
-        f" ORDER BY placed_at DESC, order_id DESC LIMIT ${len(args)}",
+        f"SELECT {read_position(NAME)}, r.* FROM (VALUES (1)) AS one (x) LEFT JOIN ("
+        f"SELECT * FROM readmodel.orders {where}"
+        f" ORDER BY placed_at DESC, order_id DESC LIMIT ${len(args)}) r ON true"
+        " ORDER BY r.placed_at DESC, r.order_id DESC",
         *args,
     )
-    return Page([OrderView.of(r) for r in rows[:limit]], len(rows) > limit)
+    position = int(rows[0]["read_position"] or 0)
+    rows = [r for r in rows if r["order_id"] is not None]
+    return Page([OrderView.of(r) for r in rows[:limit]], len(rows) > limit, position)
 
 
 BY_ID = LiveTopic("order by id", changed_rows(NAME, "orders", "order_id", OrderView.of))

@@ -100,15 +100,28 @@ def changed_rows(
                JOIN unnest($3::text[], $4::bigint[]) AS f(k, s)
                  ON {fresh_match} AND v.position > f.s)
             ORDER BY position LIMIT {page}
-        ) r ON true"""
+        ) r ON true ORDER BY r.position"""
+
+    # One key read from its own start (a feed catching up): a plain range on the index, so
+    # the read stops after a page; the union above has to read every row after the start.
+    one_match = f" AND {key} = $2" if key else " AND $2::text IS NOT NULL"
+    one_sql = f"""
+        SELECT {read_position(model)}, r.* FROM (VALUES (1)) AS one (x) LEFT JOIN (
+            SELECT * FROM readmodel.{view} WHERE position > $1{one_match}
+            ORDER BY position LIMIT {page}
+        ) r ON true ORDER BY r.position"""
 
     def make(pool: asyncpg.Pool) -> Loader:
         async def load(
             watched: Sequence[Hashable], since: int, fresh: Sequence[tuple[Hashable, int]]
         ) -> Changes:
-            rows = await pool.fetch(
-                sql, list(watched), since, [k for k, _ in fresh], [s for _, s in fresh]
-            )
+            if not watched and len(fresh) == 1:
+                ((only, start),) = fresh
+                rows = await pool.fetch(one_sql, start, only)
+            else:
+                rows = await pool.fetch(
+                    sql, list(watched), since, [k for k, _ in fresh], [s for _, s in fresh]
+                )
             if rows[0]["read_position"] is None:  # no checkpoint: nothing was read
                 raise LookupError(f"read model {model} is not set up")
             read_at = int(rows[0]["read_position"])

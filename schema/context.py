@@ -113,8 +113,28 @@ class Context:
         if not 0 <= position <= MAX_POSITION:
             raise InvalidInput("atLeast must be a log position")
         position = max(position, self.session_at_least)
-        if position > 0:
-            await self.services.watch.wait(projection, position, self.services.read_wait_seconds)
+        if position > self.services.watch.position(projection):
+            try:
+                await self.services.watch.wait(
+                    projection, position, self.services.read_wait_seconds
+                )
+            except TimeoutError:
+                last = await self.services.store.last_position()
+                if position > last:  # never reachable: say why, so a client can start over
+                    raise TimeoutError(
+                        f"atLeast {position} is beyond the end of the event log ({last}):"
+                        " a position from another database, or from before a reset?"
+                    ) from None
+                raise
+
+    async def require_in_log(self, position: int, name: str) -> None:
+        """A position beyond the end of the log (from another database, or before a reset)
+        can never be reached: say so rather than wait for it."""
+        if position > 0 and position > await self.services.store.last_position():
+            raise InvalidInput(
+                f"{name} {position} is beyond the end of the event log: a position from"
+                " another database or from before a reset? Start again from 0"
+            )
 
 
 Info = StrawberryInfo[Context, Any]

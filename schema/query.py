@@ -194,6 +194,7 @@ class Query:
             page_info=PageInfo(
                 has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
             ),
+            position=page.position,
         )
 
     @strawberry.field(description="Staff only.")

@@ -28,6 +28,8 @@ async def _feed(
     with `extensions.position`, the last position it was sent, to resume after
     (`FellBehind`, formatted in schema/errors.py)."""
     await info.context.at_least(orders.NAME)
+    if after is not None:
+        await info.context.require_in_log(after, "after")
     now = info.context.services.watch.position(orders.NAME)
     live = info.context.services.live
     async with contextlib.aclosing(live.feed(spec, key, after, now)) as views:

@@ -207,6 +207,12 @@ class OrderEdge:
 class OrderConnection:
     edges: list[OrderEdge]
     page_info: PageInfo
+    position: Position = strawberry.field(
+        description=(
+            "The orders read model's position when this page was read: start a feed"
+            " (myOrders, orders) with after = it, and it misses nothing since."
+        )
+    )
 
 
 @strawberry.type

@@ -59,7 +59,12 @@ async def until_feed_has(page: Page, orders: set[str], seconds: float = 30) -> d
             return state
         if asyncio.get_running_loop().time() > deadline:
             missing = orders - set(state["orders"])
-            pytest.fail(f"the feed never received {len(missing)} of {len(orders)} orders")
+            status = await page.locator("#status").text_content()
+            error = await page.locator("#feed-error").text_content()
+            pytest.fail(
+                f"the feed never received {len(missing)} of {len(orders)} orders"
+                f" (socket {status!r}, feed error {error!r})"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -123,6 +128,8 @@ async def test_a_short_lived_token_is_refreshed_and_the_feed_misses_nothing(
     context = await browser.new_context()
     await context.expose_function("refreshToken", refresh)
     page = await context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     await page.add_init_script(f"window.EVENTGRAPH_TOKEN = {json.dumps(refresh())}")
     await page.goto(f"{vite}/{library}.html?api={site.url}&sku={sku}&feed=myOrders&after={start}")
     await expect(page.locator("#status")).to_have_text("connected", timeout=20_000)
@@ -134,7 +141,11 @@ async def test_a_short_lived_token_is_refreshed_and_the_feed_misses_nothing(
     while loop.time() < until:
         placed.append((await gql(site, long_lived, PLACE, sku=sku))["placeOrder"]["orderId"])
         await asyncio.sleep(0.5)
-    state = await until_feed_has(page, set(placed), seconds=15)
+    try:
+        state = await until_feed_has(page, set(placed), seconds=15)
+    except BaseException:
+        print("\n".join(console[-40:]))
+        raise
     assert strictly_increasing(state["positions"])
     assert len(minted) >= 4, f"only {len(minted)} tokens: the first and at least three refreshes"
     await expect(page.locator("#status")).to_have_text("connected")

@@ -332,6 +332,7 @@ async def test_websocket_operations_honour_the_session_position(users: Users) ->
     )
     assert (await client.next_data("ok"))["product"]["position"] >= written
 
+    # a bad position fails that operation alone: the socket and its views go on
     await client.send(
         {
             "type": "subscribe",
@@ -339,10 +340,53 @@ async def test_websocket_operations_honour_the_session_position(users: Users) ->
             "payload": {"query": "{ __typename }", "extensions": {"atLeast": "soon"}},
         }
     )
-    with pytest.raises(websockets.ConnectionClosed) as closed:
-        while True:
-            await client.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+    message = await client.recv()
+    assert (message["type"], message["id"]) == ("error", "bad")
+    assert message["payload"][0]["extensions"]["code"] == "BAD_REQUEST"
+    await users.staff.ok(
+        "mutation($sku: String!) { restockProduct(sku: $sku, quantity: 1) { position } }",
+        {"sku": sku},
+    )
+    assert (await client.next_data("ok"))["product"]["sku"] == sku
+    await client.ws.close()
+
+
+async def test_a_position_beyond_the_log_is_named_as_such(users: Users) -> None:
+    client = await acked(users.url, subject(users.alice))
+    await client.subscribe("f", MY_FEED, {"after": FAR})
+    message = await client.recv()
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "beyond the end of the event log" in errors[0]["message"]
+    await client.ws.close()
+    answer = await users.alice.raw(
+        "query($sku: String!, $at: Position) { product(sku: $sku, atLeast: $at) { sku } }",
+        {"sku": new_sku(), "at": FAR},
+    )
+    assert answer["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    assert "beyond the end of the event log" in answer["errors"][0]["message"]
+
+
+async def test_an_orders_page_says_where_a_feed_starts(users: Users) -> None:
+    """`orders { position }`: the read model's position for the page, even an empty one;
+    a feed started after it gets every change since, and nothing from before."""
+    sku = new_sku()
+    await register(users, sku, "1.00", 100)
+    erin = users.customer()
+    empty = (await erin.ok("{ orders(first: 5) { edges { node { id } } position } }"))["orders"]
+    assert empty["edges"] == [] and empty["position"] > 0
+    early = await place(erin, [(sku, 1)])
+    page = (await erin.ok("{ orders(first: 5) { edges { node { id position } } position } }"))[
+        "orders"
+    ]
+    assert page["position"] >= page["edges"][0]["node"]["position"]
+    later = await place(erin, [(sku, 2)])
+    client = await acked(users.url, subject(erin))
+    await client.subscribe("f", MY_FEED, {"after": page["position"]})
+    assert (await client.next_data("f"))["myOrders"]["id"] == later["orderId"]
+    await quiet(client)
+    del early
+    await client.ws.close()
 
 
 # ---- the handshake

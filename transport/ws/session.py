@@ -53,8 +53,8 @@ class Subscribe(TypedDict):
     query: str
     variables: dict[str, Any] | None
     operation_name: str | None
-    at_least: int
-    """The payload's `extensions.atLeast` (0: none)."""
+    at_least: int | str
+    """The payload's `extensions.atLeast` (0: none), or what is wrong with it."""
 
 
 def parse_subscribe(message: dict[str, Any], running: Collection[str]) -> Subscribe:
@@ -75,8 +75,6 @@ def parse_subscribe(message: dict[str, Any], running: Collection[str]) -> Subscr
     ):
         raise Close(4400, "Invalid subscribe payload")
     at_least = session_position(body.get("extensions"))
-    if isinstance(at_least, str):
-        raise Close(4400, f"Invalid subscribe payload: {at_least}")
     return Subscribe(
         id=op_id,
         query=query,
@@ -289,6 +287,10 @@ class Session(ABC):
                 ],
             )
             return
+        at_least = message["at_least"]
+        if isinstance(at_least, str):  # this operation's mistake: the others go on
+            await self.error(op_id, [GraphQLError(at_least, extensions={"code": "BAD_REQUEST"})])
+            return
         prepared = self.executor.prepare(query)
         if prepared.document is None:
             await self.error(op_id, list(prepared.errors))
@@ -300,7 +302,7 @@ class Session(ABC):
         self._operations += 1
         request_id = f"{self.request_id}.{self._operations}"
         context = Context(
-            services=self.services, principal=self.principal, session_at_least=message["at_least"]
+            services=self.services, principal=self.principal, session_at_least=at_least
         )
         task = asyncio.create_task(
             self.run_operation(

@@ -70,22 +70,32 @@ export function claimsOf(token) {
 /**
  * `current()` gives the token held now (or null); `refresh()`, if given, a new one (or null
  * when the user must sign in again). `fresh()` answers a token valid for at least `leeway`
- * seconds more, refreshing once for any number of concurrent callers.
+ * seconds more by this browser's clock and not refused by the server, refreshing once for
+ * any number of concurrent callers.
  */
 export function tokenSource({ current, refresh = null, leeway = 1 }) {
   let refreshing = null;
+  let refused = null;
   const expiresAt = (token) => (claimsOf(token)?.exp ?? 0) * 1000;
-  const valid = (token) => Boolean(token) && expiresAt(token) - leeway * 1000 > Date.now();
+  const valid = (token) =>
+    Boolean(token) && token !== refused && expiresAt(token) - leeway * 1000 > Date.now();
   return {
     current,
     expired: (token) => !valid(token),
     canRefresh: () => refresh !== null,
+    /** The server refused `token` (4403): never offer it again. Its clock decides, not ours. */
+    refuse(token) {
+      refused = token;
+    },
     async fresh() {
       const held = current();
-      if (valid(held) || refresh === null) return held;
-      refreshing ??= Promise.resolve(refresh()).finally(() => {
-        refreshing = null;
-      });
+      if (valid(held)) return held;
+      if (refresh === null) return held === refused ? null : held;
+      refreshing ??= Promise.resolve()
+        .then(refresh)
+        .finally(() => {
+          refreshing = null;
+        });
       return refreshing;
     },
   };
@@ -122,47 +132,88 @@ export function createRequester({ url, tokens, session }) {
 
 // ---- WebSocket
 
+// Close codes after which graphql-ws never reconnects.
+const FATAL = new Set([4004, 4005, 4400, 4401, 4406, 4409, 4429, 4500]);
+const fatal = (code) =>
+  FATAL.has(code) || (code >= 1000 && code <= 1999 && ![1000, 1001, 1005, 1006, 1012, 1013, 1014].includes(code));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
  * A graphql-ws client that reconnects for ever (1012 restarts, lost networks) and, when the
- * token expired (4403), reconnects at once with a fresh one. A token the server refuses
- * for another reason, or none at all, stops it: `onStatus("signed-out")`.
- * `onStatus(state, detail)`: "connecting" | "connected" | "reconnecting" | "signed-out".
+ * server refuses the token (4403: it expired, by the server's clock), reconnects at once
+ * with a fresh one. A fresh token refused again, or a token source that answers null, stops
+ * it: `onStatus("signed-out")`. A refresh that fails (the network) is tried again.
+ * `onStatus(state, detail)`: "connecting" | "connected" | "reconnecting" | "signed-out" |
+ * "failed" (a close graphql-ws does not retry, e.g. 4400: a bug to report).
  */
 export function createWsClient({ url, tokens, onStatus = () => {}, ...options }) {
   let used = null;
   let lastClose = null;
+  let refusals = 0; // 4403s since the last successful connection
+  let refusal = null; // the close they were counted for
+  let unreachable = false; // no token could be fetched: the server will refuse the socket
+  let ended = false;
+  const end = (state, detail) => {
+    ended = true;
+    onStatus(state, detail);
+  };
   return createClient({
     url,
     lazy: false,
     retryAttempts: Infinity,
     connectionParams: async () => {
-      used = await tokens.fresh();
-      if (!used || tokens.expired(used)) {
-        onStatus("signed-out", "your sign-in has expired");
+      unreachable = false;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          used = await tokens.fresh();
+          break;
+        } catch {
+          // Refreshing failed (offline?): try again, within the server's 10 s to init;
+          // then connect without a token, be refused, and try again after a pause.
+          if (attempt === 3) {
+            unreachable = true;
+            used = null;
+            return {};
+          }
+          await sleep(500 * 2 ** attempt);
+        }
+      }
+      if (!used) {
+        end("signed-out", "your sign-in has expired");
         throw new Error("signed out: no valid token");
       }
       return { Authorization: `Bearer ${used}` };
     },
+    // Asked once per waiting subscription for the same close: decide once per close.
     shouldRetry: (event) => {
-      if (event?.code !== 4403) return true;
-      const again = tokens.canRefresh() && tokens.expired(used);
-      if (!again) onStatus("signed-out", event.reason || "the server refused the token");
-      return again;
+      if (event?.code !== 4403) return !ended;
+      if (unreachable) return true;
+      if (event !== refusal) {
+        refusal = event;
+        refusals += 1;
+        tokens.refuse(used);
+        if (!tokens.canRefresh() || refusals > 1) {
+          end("signed-out", event.reason || "the server refused the token");
+        }
+      }
+      return !ended;
     },
     retryWait: async (retries) => {
-      if (lastClose === 4403) return; // a fresh token is ready: no reason to wait
-      const seconds = Math.min(2 ** retries, 8);
-      await new Promise((resolve) => setTimeout(resolve, seconds * 500 + Math.random() * 500));
+      if (lastClose === 4403 && !unreachable && refusals === 1) return; // a fresh token: now
+      await sleep(Math.min(2 ** retries, 8) * 500 + Math.random() * 500);
     },
     on: {
-      connecting: (retrying) => onStatus(retrying ? "reconnecting" : "connecting"),
+      connecting: (retrying) => ended || onStatus(retrying ? "reconnecting" : "connecting"),
       connected: () => {
+        refusals = 0;
         lastClose = null;
         onStatus("connected");
       },
       closed: (event) => {
         lastClose = event?.code ?? null;
-        if (lastClose !== 4403) onStatus("reconnecting", event?.reason);
+        if (ended) return;
+        if (fatal(lastClose)) end("failed", `${lastClose} ${event?.reason || ""}`.trim());
+        else onStatus("reconnecting", event?.reason);
       },
     },
     ...options,
@@ -170,9 +221,20 @@ export function createWsClient({ url, tokens, onStatus = () => {}, ...options })
 }
 
 function rootField(query) {
-  // The first root field (alias or name) of a subscription's text: feeds are found by name.
-  const body = query.slice(query.indexOf("{") + 1);
-  const match = body.match(/^\s*(?:([_A-Za-z]\w*)\s*:\s*)?([_A-Za-z]\w*)/);
+  // The first root field (alias or name) of the subscription operation: feeds are found by
+  // name. Skips what comes before the operation (fragments) and its variable definitions
+  // (whose default values may hold braces).
+  const start = query.search(/\bsubscription\b/);
+  if (start < 0) return null;
+  let depth = 0;
+  let at = start;
+  for (; at < query.length; at++) {
+    const c = query[at];
+    if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (c === "{" && depth === 0) break;
+  }
+  const match = query.slice(at + 1).match(/^\s*(?:([_A-Za-z]\w*)\s*:\s*)?([_A-Za-z]\w*)/);
   return match ? { key: match[1] || match[2], name: match[2] } : null;
 }
 
@@ -188,6 +250,7 @@ export function subscribe(client, { query, variables, operationName, extensions,
   const payload = { query, variables: { ...(variables || {}) }, operationName, extensions };
   let stop = () => {};
   let stopped = false;
+  let behind = 0; // UNAVAILABLE in a row: resume after a growing pause, report after 5
   const run = () => {
     stop = client.subscribe(payload, {
       next(result) {
@@ -195,16 +258,17 @@ export function subscribe(client, { query, variables, operationName, extensions,
         const position = feed ? result.data?.[root.key]?.position : undefined;
         if (typeof position === "number" && position > (payload.variables.after ?? 0)) {
           payload.variables.after = position; // what a resend (a reconnect) resumes after
+          behind = 0;
         }
         sink.next(result);
       },
       error(errors) {
         const list = Array.isArray(errors) ? errors : [errors];
-        const behind = list.find((e) => e?.extensions?.code === "UNAVAILABLE");
-        if (feed && behind && !stopped) {
-          const at = behind.extensions.position;
+        const unavailable = list.find((e) => e?.extensions?.code === "UNAVAILABLE");
+        if (feed && unavailable && !stopped && behind < 5) {
+          const at = unavailable.extensions.position;
           if (typeof at === "number" && at > (payload.variables.after ?? 0)) payload.variables.after = at;
-          setTimeout(() => !stopped && run(), 200);
+          setTimeout(() => !stopped && run(), 200 * 2 ** behind++);
           return;
         }
         sink.error(errors);
@@ -241,6 +305,8 @@ export function resuming(client, session) {
  * fields instead. Memory: one entry per entity seen.
  */
 export function newestViews() {
+  // Per entity, each field's newest value and the position of the view it came from: a
+  // newer view that does not select a field says nothing about it.
   const newest = new Map();
 
   function keep(value) {
@@ -250,12 +316,14 @@ export function newestViews() {
     for (const [key, field] of Object.entries(value)) out[key] = keep(field);
     if (typeof out.position !== "number" || out.id == null || !out.__typename) return out;
     const entity = `${out.__typename}:${out.id}`;
-    const held = newest.get(entity);
-    if (held && held.position > out.position) {
-      for (const key of Object.keys(out)) if (key in held) out[key] = held[key];
-      return out;
+    let fields = newest.get(entity);
+    if (!fields) newest.set(entity, (fields = new Map()));
+    const at = out.position;
+    for (const key of Object.keys(out)) {
+      const held = fields.get(key);
+      if (held && held.position > at) out[key] = held.value;
+      else fields.set(key, { value: out[key], position: at });
     }
-    newest.set(entity, held ? { ...held, ...out } : out);
     return out;
   }
 

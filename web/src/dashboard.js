@@ -282,7 +282,10 @@ function connect() {
 function onStatus(state, detail) {
   if (signedOut) return;
   if (state === "signed-out") signOut(detail);
-  else if (state === "connected") {
+  else if (state === "failed") {
+    setConnection("disconnected");
+    showError("Live updates stopped: reload the page", "CLOSED", detail || "the server closed the connection");
+  } else if (state === "connected") {
     setConnection("connected");
     if (connectedBefore) loadProducts().catch(failed); // products registered while away
     connectedBefore = true;
@@ -424,21 +427,18 @@ async function loadOrders() {
   do {
     const data = await gql(
       `query ($after: String) { orders(first: 100, after: $after) {
-         edges { node { ${ORDER} } } pageInfo { hasNextPage endCursor } } }`,
+         edges { node { ${ORDER} } } pageInfo { hasNextPage endCursor } position } }`,
       { after },
     );
-    let highest = 0;
-    for (const { node } of data.orders.edges) {
-      keepOrder(node);
-      highest = Math.max(highest, node.position);
-    }
-    if (highest) from = from === null ? highest : Math.min(from, highest);
+    for (const { node } of data.orders.edges) keepOrder(node);
+    // Each page reflects the log up to its position: the feed starts after the lowest.
+    from = from === null ? data.orders.position : Math.min(from, data.orders.position);
     after = data.orders.pageInfo.hasNextPage ? data.orders.pageInfo.endCursor : null;
   } while (after && ++pages < MAX_ORDER_PAGES);
   ordersCapped = Boolean(after);
   ordersLoaded = true;
   schedule();
-  return from ?? 0; // no order yet: every order there will be is news
+  return from ?? 0;
 }
 let ordersLoaded = false;
 let ordersCapped = false;

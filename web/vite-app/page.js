@@ -36,4 +36,7 @@ export function received(order) {
   document.getElementById("feed").dataset.count = String(feed.size);
 }
 window.feedState = () => ({ orders: Object.fromEntries([...feed].map(([id, o]) => [id, o.status])), positions });
-export const onStatus = (state) => show("status", state, state);
+export const onStatus = (state, detail) => {
+  console.log("status", state, detail ?? "");
+  show("status", state, state);
+};
