@@ -8,9 +8,22 @@ effects, and acknowledges only after that transaction commits. A duplicate finds
 recorded and is acknowledged without running the handler; a crash before the commit leaves
 the message unacknowledged, and RabbitMQ delivers it again.
 
-A handler that raises stops the consumer, with the message requeued: a fault of the
-database clears on the next run; an event the handler can never apply needs a fix (or a
-dead-letter policy on the queue) before the consumer can go on.
+Only signed messages are applied: each carries the relay's HMAC-SHA256 under the publish key
+(`signature` header; EVENTGRAPH_PUBLISH_KEY, which the consumer is given too). A message
+without it, with a wrong one, or that is not an event, is never handed to the handler: it
+goes to the consumer's dead-letter queue (`<name>.dead-letter`, bound to the direct exchange
+`eventgraph.dead-letter` by the consumer's name) with the reason in the header
+`x-eventgraph-reason`, and the consumer goes on.
+
+A handler that raises is tried again, in place (a short growing pause between tries, the
+queue's order kept), up to `max_attempts` times in all; then that message is dead-lettered
+with the last error and the consumer goes on with the next, so one event the handler can
+never apply does not stop every later one. Two failures are not the message's: a lost
+database connection (the consumer stops with the message requeued: run it again once the
+database is back), and `StopConsuming`, which a handler raises to stop with the message
+requeued, e.g. for a `schemaVersion` newer than it knows. Dead-lettered messages keep their
+body and headers: publish one back to `eventgraph.events` (with its routing key,
+`x-eventgraph-routing-key`) once fixed, and the consumer applies it, once.
 
 Declare the queue (start the consumer once) before relying on the stream: the broker drops
 what no queue is bound to, and a consumer added later starts from then; history is the
@@ -24,34 +37,43 @@ at a time.
 Versions: events arrive upcast to their current `schemaVersion` (also the
 `schema_version` header). Within a version, changes are only additive (new fields),
 so a consumer ignores fields it does not know. A consumer that meets a version newer
-than it was written for should stop (raise), not guess. A new version of an event means a
-new consumer release. A consumer may keep an upcaster from the versions it knows to the
-new one, as EventGraph does on read (`domain/upcasters.py`).
+than it was written for should stop (raise `StopConsuming`), not guess. A new version of an
+event means a new consumer release. A consumer may keep an upcaster from the versions it
+knows to the new one, as EventGraph does on read (`domain/upcasters.py`).
 
     async def on_order_placed(event: dict, conn: asyncpg.Connection) -> None:
         await conn.execute("INSERT INTO invoices ...", event["data"]["orderId"], ...)
 
-    consumer = Consumer("amqp://…", pool, "billing", ["order.OrderPlaced"], on_order_placed)
+    consumer = Consumer(
+        "amqp://…", pool, "billing", ["order.OrderPlaced"], on_order_placed, key=publish_key
+    )
     await consumer.run()  # until cancelled
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import aio_pika
 import asyncpg
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from transport.relay import EXCHANGE
+from eventstore.store import CONNECTION_ERRORS
+from transport.relay import EXCHANGE, SIGNATURE_HEADER, signature
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], asyncpg.Connection], Awaitable[None]]
+
+DEAD_LETTER_EXCHANGE: Final = "eventgraph.dead-letter"
+REASON_HEADER: Final = "x-eventgraph-reason"
+MAX_REASON_CHARS: Final = 1000
 
 PROCESSED = """
 CREATE TABLE IF NOT EXISTS eventgraph_processed_events (
@@ -64,9 +86,14 @@ CREATE TABLE IF NOT EXISTS eventgraph_processed_events (
 """
 
 
+class StopConsuming(Exception):
+    """Raised by a handler: stop the consumer with this message requeued, not dead-lettered
+    (a condition the next release, not a retry, will fix)."""
+
+
 class Consumer:
     """A durable queue `name` bound to `eventgraph.events` by `bindings` (routing keys such
-    as `order.*` or `#`), whose messages `handle` applies once each."""
+    as `order.*` or `#`), whose signed messages `handle` applies once each."""
 
     def __init__(
         self,
@@ -76,12 +103,24 @@ class Consumer:
         bindings: Sequence[str],
         handle: Handler,
         *,
+        key: str | bytes,
+        max_attempts: int = 5,
+        retry_pause: float = 0.1,
         prefetch: int = 100,
     ) -> None:
+        if not key:
+            raise ValueError("a consumer verifies every message: it needs the publish key")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
         self.url, self.pool, self.name = url, pool, name
         self.bindings, self.handle, self.prefetch = list(bindings), handle, prefetch
+        self.key = key.encode() if isinstance(key, str) else key
+        self.max_attempts, self.retry_pause = max_attempts, retry_pause
+        self.dead_letter_queue = f"{name}.dead-letter"
         self.applied = 0
         self.duplicates = 0
+        self.dead_lettered = 0
+        self._dead_letters: AbstractExchange | None = None
 
     async def run(self) -> None:
         """Consume until cancelled (or until the connection is lost: run it again)."""
@@ -94,6 +133,14 @@ class Consumer:
             exchange = await channel.declare_exchange(
                 EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
             )
+            # Confirmed publications, so that a message is acknowledged only once its
+            # dead-lettered copy is safely with the broker.
+            confirmed = await connection.channel(publisher_confirms=True)
+            self._dead_letters = await confirmed.declare_exchange(
+                DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+            dead = await confirmed.declare_queue(self.dead_letter_queue, durable=True)
+            await dead.bind(self._dead_letters, self.name)
             queue = await channel.declare_queue(
                 self.name, durable=True, arguments={"x-single-active-consumer": True}
             )
@@ -103,34 +150,98 @@ class Consumer:
                 async for message in messages:
                     await self.apply(message)
         finally:
+            self._dead_letters = None
             await connection.close()
 
     async def apply(self, message: AbstractIncomingMessage) -> None:
-        event = _event(message)
-        if event is None:  # not one of ours: it would never apply; keep it out of the way
-            log.warning("consumer %s: rejected a message that is not an event", self.name)
-            await message.reject(requeue=False)
+        if not self.signed(message):
+            await self.dead_letter(message, "unsigned, or the signature does not match")
             return
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                first = await conn.fetchval(
-                    "INSERT INTO eventgraph_processed_events (consumer, event_id, position)"
-                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
+        event = _event(message)
+        if event is None:  # signed, yet not one of ours: it would never apply
+            await self.dead_letter(message, "not an event")
+            return
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                first = await self._apply_once(message, event)
+            except (*CONNECTION_ERRORS, StopConsuming):
+                log.exception("consumer %s: stopping at event %s", self.name, message.message_id)
+                await message.nack(requeue=True)
+                raise
+            except Exception as exc:
+                log.warning(
+                    "consumer %s: event %s not applied (attempt %d of %d): %r",
                     self.name,
                     message.message_id,
-                    event.get("position"),
+                    attempt,
+                    self.max_attempts,
+                    exc,
                 )
-                if first:
-                    await self.handle(event, cast(asyncpg.Connection, conn))
-        except Exception:
-            log.exception("consumer %s: event %s not applied", self.name, message.message_id)
-            await message.nack(requeue=True)
-            raise
-        await message.ack()
-        if first:
-            self.applied += 1
+                if attempt == self.max_attempts:
+                    reason = f"the handler failed {attempt} times; last: {exc!r}"
+                    await self.dead_letter(message, reason)
+                    return
+                await asyncio.sleep(self.retry_pause * 2 ** (attempt - 1))
+                continue
+            await message.ack()
+            if first:
+                self.applied += 1
+            else:
+                self.duplicates += 1
+            return
+
+    async def _apply_once(self, message: AbstractIncomingMessage, event: dict[str, Any]) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            first = await conn.fetchval(
+                "INSERT INTO eventgraph_processed_events (consumer, event_id, position)"
+                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
+                self.name,
+                message.message_id,
+                event.get("position"),
+            )
+            if first:
+                await self.handle(event, cast(asyncpg.Connection, conn))
+        return bool(first)
+
+    def signed(self, message: AbstractIncomingMessage) -> bool:
+        given = message.headers.get(SIGNATURE_HEADER)
+        if isinstance(given, bytes):
+            given = given.decode("ascii", "replace")
+        if not isinstance(given, str):
+            return False
+        expected = signature(
+            self.key,
+            message.message_id,
+            message.routing_key,
+            message.type,
+            message.headers,
+            message.body,
+        )
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    async def dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """Move the message to this consumer's dead-letter queue, saying why, then
+        acknowledge it; if the copy cannot be confirmed, the message stays unacknowledged
+        (redelivered), never lost."""
+        log.error("consumer %s: dead-lettered %s: %s", self.name, message.message_id, reason)
+        if self._dead_letters is None:  # apply() called outside run(): nowhere to keep it
+            await message.reject(requeue=False)
         else:
-            self.duplicates += 1
+            headers = dict(message.headers)
+            headers[REASON_HEADER] = reason[:MAX_REASON_CHARS]
+            headers["x-eventgraph-routing-key"] = message.routing_key
+            copy = aio_pika.Message(
+                message.body,
+                headers=headers,
+                message_id=message.message_id,
+                type=message.type,
+                content_type=message.content_type,
+                timestamp=message.timestamp,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            await self._dead_letters.publish(copy, self.name)
+            await message.ack()
+        self.dead_lettered += 1
 
 
 def _event(message: AbstractIncomingMessage) -> dict[str, Any] | None:

@@ -3,8 +3,12 @@ durable RabbitMQ topic exchange `eventgraph.events`, at least once.
 
 Each event is one persistent message: routing key `<streamType>.<EventType>` (`order.
 OrderPlaced`), `message_id` the event id, headers `position`, `stream_id`,
-`stream_version`, `schema_version`, `correlation_id`, and the body the event's JSON as the
-`events` query returns it (upcast to its current version). The relay reads the log as a
+`stream_version`, `schema_version`, `correlation_id`, `signature`, and the body the event's
+JSON as the `events` query returns it (upcast to its current version). `signature` is an
+HMAC-SHA256 (hex) under the publish key (EVENTGRAPH_PUBLISH_KEY) over the body and the
+identifying fields (message id, routing key, type and the headers above): anyone who can
+publish to the exchange can send a well-formed event, only the key's holders a signed one,
+and the consumer helper applies nothing else. The relay reads the log as a
 projector does (commit-safe, from its own checkpoint), publishes a batch on a channel with
 publisher confirms, and only once the broker has confirmed every message of the batch
 moves its checkpoint (`eventgraph.relay_checkpoints`). So a crash, a killed process or a
@@ -25,8 +29,11 @@ log, which the log itself already is."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, Final
 
 import aio_pika
@@ -79,22 +86,59 @@ def body(event: RecordedEvent) -> bytes:
     )
 
 
-def message(event: RecordedEvent) -> aio_pika.Message:
+SIGNATURE_HEADER: Final = "signature"
+SIGNED_HEADERS: Final = (
+    "position",
+    "stream_id",
+    "stream_version",
+    "schema_version",
+    "correlation_id",
+)
+
+
+def _header_value(value: object) -> object:
+    # The broker may hand a string header back as bytes: sign and verify the same text.
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def signature(
+    key: bytes,
+    message_id: str | None,
+    routing_key: str | None,
+    type_: str | None,
+    headers: Mapping[str, object],
+    payload: bytes,
+) -> str:
+    """HMAC-SHA256 (hex) over what identifies the message and its body, so that no part a
+    consumer relies on can be changed, or moved onto another message, without the key."""
+    identity: list[object] = [message_id, routing_key, type_]
+    identity += [_header_value(headers.get(name)) for name in SIGNED_HEADERS]
+    signed = orjson.dumps(identity) + b"\n" + payload
+    return hmac.new(key, signed, hashlib.sha256).hexdigest()
+
+
+def message(event: RecordedEvent, key: bytes) -> aio_pika.Message:
     correlation = event.metadata.get("correlationId")
+    headers: dict[str, Any] = {
+        "position": event.position,
+        "stream_id": event.stream_id,
+        "stream_version": event.stream_version,
+        "schema_version": event.schema_version,
+        "correlation_id": correlation if isinstance(correlation, str) else None,
+    }
+    payload = body(event)
+    message_id = str(event.event_id)
+    headers[SIGNATURE_HEADER] = signature(
+        key, message_id, routing_key(event), event.type, headers, payload
+    )
     return aio_pika.Message(
-        body(event),
-        message_id=str(event.event_id),
+        payload,
+        message_id=message_id,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         content_type="application/json",
         type=event.type,
         timestamp=event.occurred_at,
-        headers={
-            "position": event.position,
-            "stream_id": event.stream_id,
-            "stream_version": event.stream_version,
-            "schema_version": event.schema_version,
-            "correlation_id": correlation if isinstance(correlation, str) else None,
-        },
+        headers=headers,
     )
 
 
@@ -106,6 +150,7 @@ class Relay:
         url: str,
         log_signal: Signal,
         *,
+        key: bytes,
         name: str = "rabbitmq",
         batch_size: int = 500,
         poll_interval: float = 0.1,
@@ -115,6 +160,9 @@ class Relay:
         self._store = store
         self._url = url
         self._signal = log_signal
+        if not key:
+            raise ValueError("the relay signs every message: it needs a publish key")
+        self._key = key
         self.name = name
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -181,7 +229,7 @@ class Relay:
                 events = await self._store.read_all(position, self._batch_size)
                 if events:
                     publishes = [
-                        exchange.publish(message(e), routing_key(e), mandatory=False)
+                        exchange.publish(message(e, self._key), routing_key(e), mandatory=False)
                         for e in events
                     ]
                     inflight.append((events[-1].position, asyncio.gather(*publishes)))

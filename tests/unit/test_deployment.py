@@ -51,6 +51,37 @@ def test_the_compose_stack_has_the_service_its_monitoring_and_pinned_images() ->
             assert (DOCKER / source).exists(), volume
 
 
+def test_the_broker_is_internal_with_generated_credentials_and_a_publish_key() -> None:
+    """No broker port published on every interface (a published port binds 127.0.0.1), no
+    guest:guest, the relay's URL and key from docker/.env (compose refuses without them)."""
+    compose = load(DOCKER / "compose.yaml")
+    text = (DOCKER / "compose.yaml").read_text()
+    assert "guest" not in text
+    rabbitmq = compose["services"]["rabbitmq"]
+    for port in rabbitmq.get("ports", []):
+        spec = str(port)
+        assert spec.startswith("127.0.0.1:"), spec
+        assert not spec.endswith(":5672"), "AMQP stays inside the compose network"
+    environment = rabbitmq["environment"]
+    assert environment["RABBITMQ_DEFAULT_USER"] not in ("guest", "")
+    assert re.fullmatch(r"\$\{RABBITMQ_PASSWORD:\?[^}]+\}", environment["RABBITMQ_DEFAULT_PASS"])
+    relay = compose["services"]["relay"]["environment"]
+    url = relay["EVENTGRAPH_PUBLISH_URL"]
+    assert url.startswith("amqp://eventgraph:${RABBITMQ_PASSWORD:?") and url.endswith(
+        "@rabbitmq:5672/"
+    )
+    assert re.fullmatch(r"\$\{EVENTGRAPH_PUBLISH_KEY:\?[^}]+\}", relay["EVENTGRAPH_PUBLISH_KEY"])
+    for service in compose["services"].values():
+        for port in service.get("ports", []):
+            assert not str(port).split(":")[-1].startswith(("5672", "15672")) or str(
+                port
+            ).startswith("127.0.0.1:"), port
+    readme = (DOCKER / "README.md").read_text()
+    for name in ("RABBITMQ_PASSWORD", "EVENTGRAPH_PUBLISH_KEY", "docker/.env"):
+        assert name in readme
+    assert ".env" in (DOCKER / ".gitignore").read_text().split()
+
+
 def test_prometheus_scrapes_every_api_replica_and_the_projector_with_the_token() -> None:
     config = load(DOCKER / "prometheus" / "prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}

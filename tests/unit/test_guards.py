@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import ClassVar
 
 import jwt
@@ -202,3 +203,25 @@ class Unregistered:
 def test_an_event_of_no_registered_aggregate_is_never_appended() -> None:
     with pytest.raises(integrity.IntegrityError, match="not an event of a registered aggregate"):
         integrity.check({"thing-1": [Unregistered(NOW)]}, {"thing-1": True})
+
+
+def test_a_relay_in_production_needs_a_publish_key_of_32_bytes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from eventgraph.config import ConfigError, Settings
+
+    monkeypatch.setenv("EVENTGRAPH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EVENTGRAPH_PUBLISH_URL", "amqp://u:p@broker/")
+    monkeypatch.delenv("EVENTGRAPH_PUBLISH_KEY", raising=False)
+    monkeypatch.delenv("EVENTGRAPH_JWT_SECRET", raising=False)
+    generated = Settings.from_env().resolve_publish_key()  # development: kept in the data dir
+    assert len(generated) >= 32 and Settings.from_env().resolve_publish_key() == generated
+    assert (tmp_path / "publish-key").stat().st_mode & 0o077 == 0
+    monkeypatch.setenv("EVENTGRAPH_JWT_SECRET", "j" * 40)
+    with pytest.raises(ConfigError, match="EVENTGRAPH_PUBLISH_KEY must be set"):
+        Settings.from_env()
+    monkeypatch.setenv("EVENTGRAPH_PUBLISH_KEY", "short")
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        Settings.from_env()
+    monkeypatch.setenv("EVENTGRAPH_PUBLISH_KEY", "p" * 32)
+    assert Settings.from_env().resolve_publish_key() == b"p" * 32
