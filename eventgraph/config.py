@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +22,24 @@ def _publish_url(value: str | None) -> str | None:
     if value is not None and urlsplit(value).scheme not in ("amqp", "amqps"):
         raise ConfigError("EVENTGRAPH_PUBLISH_URL must be an amqp:// or amqps:// URL")
     return value
+
+
+def _publish_key(env: Mapping[str, str]) -> str | None:
+    """A forged event signed with a guessable key is as good as an unsigned one: at least 32
+    bytes; and in production (a configured JWT secret) a relay needs one configured, since
+    its consumers, elsewhere, cannot read a key generated into this machine's data dir."""
+    key = env.get("EVENTGRAPH_PUBLISH_KEY") or None
+    if key is not None and len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"EVENTGRAPH_PUBLISH_KEY must be at least {MIN_SECRET_BYTES} bytes; generate"
+            " one: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if key is None and env.get("EVENTGRAPH_PUBLISH_URL") and env.get("EVENTGRAPH_JWT_SECRET"):
+        raise ConfigError(
+            "EVENTGRAPH_PUBLISH_KEY must be set with EVENTGRAPH_PUBLISH_URL (the relay signs"
+            " every message with it; consumers verify it)"
+        )
+    return key
 
 
 def _log_format(value: str) -> str:
@@ -48,6 +67,7 @@ class Settings:
     metrics_token: str | None = None
     publish_url: str | None = None
     read_database_url: str | None = None
+    publish_key: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,6 +88,7 @@ class Settings:
             metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
             publish_url=_publish_url(env.get("EVENTGRAPH_PUBLISH_URL") or None),
             read_database_url=env.get("EVENTGRAPH_READ_DATABASE_URL") or None,
+            publish_key=_publish_key(env),
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:
@@ -89,3 +110,17 @@ class Settings:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
         return path.read_text().strip(), True
+
+    def resolve_publish_key(self) -> bytes:
+        """The key the relay signs each message with (consumers verify it). Without
+        EVENTGRAPH_PUBLISH_KEY (development only: `from_env` refuses a publish URL without it
+        when EVENTGRAPH_JWT_SECRET is set), generated once into the data directory."""
+        if self.publish_key:
+            return self.publish_key.encode()
+        path = self.data_dir / "publish-key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()

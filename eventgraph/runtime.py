@@ -83,6 +83,7 @@ async def open_runtime(
     position_poll_seconds: float = 0.5,
     publish_url: str | None = None,
     read_dsn: str | None = None,
+    publish_key: bytes = b"",
 ) -> AsyncIterator[Runtime]:
     separate = read_dsn is not None and read_dsn != dsn
     read_dsn = read_dsn or dsn
@@ -123,7 +124,7 @@ async def open_runtime(
     fanout.start()
     for runner in runners:
         runner.start()
-    relay = Relay(dsn, store, publish_url, signal) if publish_url else None
+    relay = Relay(dsn, store, publish_url, signal, key=publish_key) if publish_url else None
     if relay is not None:
         relay.start()
     try:
@@ -162,4 +163,5 @@ def runtime_for(
         position_poll_seconds=settings.position_poll_seconds,
         publish_url=settings.publish_url if publish else None,
         read_dsn=settings.read_database_url,
+        publish_key=settings.resolve_publish_key() if publish and settings.publish_url else b"",
     )
