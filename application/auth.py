@@ -6,6 +6,7 @@ changed), and `sub` is 1 to 200 characters with no control characters."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -137,3 +138,86 @@ def bearer(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("expected 'Authorization: Bearer <token>'")
     return token.strip()
+
+
+# ---- sign-in codes: what `eventgraph token --open` puts in a URL instead of a token
+
+SIGN_IN_CODE_AUDIENCE: Final = "eventgraph:sign-in-code"
+SIGN_IN_CODE_TYPE: Final = "sign-in-code"
+SIGN_IN_CODE_SECONDS: Final = 120
+
+
+@dataclass(frozen=True, slots=True)
+class SignInCode:
+    """A verified sign-in code: exchanged once (its `jti` recorded) for a token for `sub` and
+    `role` that lives `ttl_seconds` from the exchange."""
+
+    jti: str
+    sub: str
+    role: Role
+    ttl_seconds: int
+    expires_at: int
+
+
+def mint_sign_in_code(
+    secret: str,
+    sub: str,
+    role: Role,
+    ttl_seconds: int,
+    *,
+    lifetime_seconds: int = SIGN_IN_CODE_SECONDS,
+) -> str:
+    """A short-lived, one-time code for a browser to exchange for a token. It names the
+    account only inside `for`, with no `sub` or `role` of its own and its own audience, so
+    the API never takes it as a token; a URL, a browser's history or its command line that
+    hold it hold nothing reusable once it was exchanged or two minutes passed."""
+    # the same checks as the token it stands for, before anything is signed
+    mint_token(secret, sub, role, ttl_seconds)
+    if ttl_seconds < 1:
+        raise ValueError("the lifetime must be at least 1 second")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "typ": SIGN_IN_CODE_TYPE,
+        "aud": SIGN_IN_CODE_AUDIENCE,
+        "jti": secrets.token_urlsafe(16),
+        "iat": now,
+        "exp": now + lifetime_seconds,
+        "for": {"sub": sub, "role": role, "ttl": ttl_seconds},
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_sign_in_code(secret: str, code: str) -> SignInCode:
+    """The code's claims, or AuthError: forged, expired, or not a sign-in code (a token is
+    not one: no `typ`, another audience). Whether it was used already is the caller's to
+    check, by recording its `jti`."""
+    if not isinstance(code, str) or not code or len(code) > MAX_TOKEN_CHARS:
+        raise AuthError("invalid sign-in code: empty or too long")
+    try:
+        claims = jwt.decode(
+            code,
+            secret,
+            algorithms=["HS256"],
+            audience=SIGN_IN_CODE_AUDIENCE,
+            options={"require": ["exp", "jti", "aud", "typ", "for"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("the sign-in code has expired: run eventgraph token --open again") from None
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid sign-in code: {exc}") from None
+    except (ValueError, TypeError, OverflowError):
+        raise AuthError("invalid sign-in code: malformed claims") from None
+    exp, jti, account = claims.get("exp"), claims.get("jti"), claims.get("for")
+    if claims.get("typ") != SIGN_IN_CODE_TYPE or not isinstance(account, dict):
+        raise AuthError("invalid sign-in code: not a sign-in code")
+    if isinstance(exp, bool) or not isinstance(exp, int) or exp > time.time() + 3600:
+        raise AuthError("invalid sign-in code: bad exp")
+    if not isinstance(jti, str) or not 16 <= len(jti) <= 64:
+        raise AuthError("invalid sign-in code: bad jti")
+    sub, role, ttl = account.get("sub"), account.get("role"), account.get("ttl")
+    if not valid_sub(sub) or role not in ROLES:
+        raise AuthError("invalid sign-in code: bad account")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_LIFETIME_SECONDS:
+        raise AuthError("invalid sign-in code: bad lifetime")
+    assert isinstance(sub, str)
+    return SignInCode(jti=jti, sub=sub, role=role, ttl_seconds=ttl, expires_at=exp)

@@ -22,7 +22,7 @@ from application.auth import TokenVerifier
 from application.shop import Shop
 from eventgraph.config import Settings
 from eventgraph.metrics import scrape
-from eventgraph.pages import Assets, dashboard, graphql_or_graphiql
+from eventgraph.pages import Assets, dashboard, exchange_endpoint, graphql_or_graphiql
 from eventgraph.readiness import readiness
 from eventgraph.runtime import Runtime, runtime_for
 from eventstore.store import CONNECTION_ERRORS
@@ -207,6 +207,7 @@ def create_app(
         Route("/graphql", graphql_or_graphiql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws),
         Route("/", dashboard),
+        Route("/auth/exchange", exchange_endpoint(jwt_secret, settings), methods=["POST"]),
         Mount("/static", Assets()),
     ]
     state = AppState(settings, TransportState(settings.max_connections_per_user, origins))

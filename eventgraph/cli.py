@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from application.auth import mint_token
+from application.auth import mint_sign_in_code, mint_token
 from domain.values import ROLES
 from eventgraph import operate
 from eventgraph.config import ConfigError, Settings
@@ -143,10 +143,14 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    # The token rides in the fragment: browsers never send it to a server or a log, and the
-    # page keeps it for its tab only (sessionStorage), then takes it off the address bar.
-    url = f"{args.url.rstrip('/')}/#token={token}"
+    # The URL carries a one-time code, not the token: a URL stays in the browser's history
+    # database and, opened from here, in the browser's command line. The console exchanges
+    # the code (POST /auth/exchange, once, within two minutes) for a token with this
+    # lifetime, and asks before signing in. In the fragment: never sent to a server or a log.
+    code = mint_sign_in_code(secret, args.sub, args.role, args.ttl)
+    url = f"{args.url.rstrip('/')}/#code={code}"
     print(url)
+    print("The link signs in once, within two minutes.", file=sys.stderr)
     if (
         os.environ.get("DISPLAY")
         or os.environ.get("WAYLAND_DISPLAY")

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from application.auth import verify_token
+from application.auth import verify_sign_in_code, verify_token
 from tests.kit.server import free_port
 
 CONTRACT = Path(__file__).parents[3] / "shared" / "contract" / "schema.graphql"
@@ -135,9 +135,9 @@ def test_token_open_prints_a_url_that_signs_the_dashboard_in(tmp_path: Path) -> 
     env = clean_env(tmp_path) | {"EVENTGRAPH_JWT_SECRET": "s" * 40}
     args = ("token", "--sub", "stella", "--role", "staff", "--open")
     result = cli(*args, "--url", "https://shop.example:8443/", env=env)
-    url, _, bearer = result.stdout.strip().partition("#token=")
+    url, _, code = result.stdout.strip().partition("#code=")
     assert url == "https://shop.example:8443/"
-    assert verify_token("s" * 40, bearer).role == "staff"
+    assert verify_sign_in_code("s" * 40, code).role == "staff"  # a one-time code, not a token
     bad_addresses = (
         "javascript:alert(1)",
         "http://x/ #",
@@ -150,7 +150,7 @@ def test_token_open_prints_a_url_that_signs_the_dashboard_in(tmp_path: Path) -> 
     )
     for bad in bad_addresses:
         refused = cli(*args, "--url", bad, env=env)
-        assert refused.returncode == 2 and "#token=" not in refused.stdout
+        assert refused.returncode == 2 and "#code=" not in refused.stdout
 
 
 def test_migrate_is_repeatable(tmp_path: Path, database_url: str) -> None:
