@@ -126,12 +126,17 @@ class CommandHandler:
                     idempotency.check_legacy(prior)
                 idempotency.check(prior)
                 return await self._replay(prior)
-        metadata = {
-            "correlationId": requests.current() or str(ids.uuid4()),
+        # correlationId is the server's, unique per request; requestId is what the
+        # client called the request (X-Request-Id), which two clients may share.
+        metadata: dict[str, Any] = {
+            "correlationId": requests.correlation(),
             "causationId": str(ids.uuid4()),
             "command": command_name,
             "actor": {"id": actor.id, "role": actor.role},
         }
+        request_id = requests.current()
+        if request_id is not None:
+            metadata["requestId"] = request_id
         existing = [s for s in streams if s not in new_streams]
         if self._groups.busy():
             member = Member(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -20,7 +21,7 @@ from starlette.websockets import WebSocket
 
 from application.auth import TokenVerifier
 from application.shop import Shop
-from eventgraph.config import Settings
+from eventgraph.config import ConfigError, Settings
 from eventgraph.metrics import scrape
 from eventgraph.pages import Assets, dashboard, exchange_endpoint, graphql_or_graphiql
 from eventgraph.readiness import readiness
@@ -32,9 +33,9 @@ from schema import build_schema
 from schema.context import Services
 from schema.cursors import Cursors
 from schema.executor import Executor
-from support import requests
+from support import logs, requests
 from support.collector import ScheduledFullCollections
-from transport.origins import Origins
+from transport.origins import HostCheck, Hosts, Origins, header, refuse_host
 from transport.state import Serving, TransportState
 from transport.ws import graphql_ws
 
@@ -45,6 +46,7 @@ class AppState:
 
     settings: Settings
     transport: TransportState
+    hosts: Hosts
     runtime: Runtime | None = None
 
 
@@ -57,22 +59,35 @@ class EventGraphApp(Starlette):
         if scope["type"] not in ("http", "websocket"):
             await super().__call__(scope, receive, send)
             return
-        request_id = requests.accepted(_header(scope, b"x-request-id"))
+        state = host_state(self)
+        host = header(scope, b"host")
         if scope["type"] == "websocket":
+            if not state.hosts.allows(host):
+                await refuse_host(scope, receive, send)
+                return
+            origin = header(scope, b"origin")
+            if origin is not None and not state.transport.origins.allows(
+                origin, host, scope["scheme"]
+            ):
+                await send(
+                    {"type": "websocket.close", "code": 1008, "reason": "Origin not allowed"}
+                )
+                return  # before accept: HTTP 403
             # Not set in the context: a socket may live for hours, and its subscriptions
-            # log with the id explicitly; its queries and mutations set their own.
-            scope["eventgraph.request_id"] = request_id
+            # log with the id explicitly; its queries and mutations set their own (and
+            # get a correlation id of their own with it: support.requests.correlation).
+            scope["eventgraph.request_id"] = requests.accepted(header(scope, b"x-request-id"))
             if scope["path"] == "/graphql":
                 scope["app"] = self
                 await graphql_ws(WebSocket(scope, receive, send))
                 return
             await super().__call__(scope, receive, send)
             return
-        requests.REQUEST_ID.set(request_id)
+        request_id, correlation_id = requests.begin(header(scope, b"x-request-id"))
         started = time.perf_counter()
         status = 500
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_ids(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -80,31 +95,29 @@ class EventGraphApp(Starlette):
                 message["headers"] = [
                     *message["headers"],
                     (b"x-request-id", request_id.encode()),
+                    (b"x-correlation-id", correlation_id.encode()),
                 ]
             await send(message)
 
         try:
-            await super().__call__(scope, receive, send_with_id)
+            if state.hosts.allows(host):
+                await super().__call__(scope, receive, send_with_ids)
+            else:
+                await refuse_host(scope, receive, send_with_ids)
         finally:
+            path = logs.clip(scope["path"])
             requests_log.info(
                 "%s %s %s",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": path,
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 requests_log = logging.getLogger("eventgraph.requests")
@@ -167,6 +180,7 @@ def create_app(
     settings = settings or Settings.from_env()
     jwt_secret, development = settings.resolve_jwt_secret()
     origins = Origins.parse(settings.cors_origins, development)
+    hosts = _hosts(settings, development)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -210,8 +224,9 @@ def create_app(
         Route("/auth/exchange", exchange_endpoint(jwt_secret, settings), methods=["POST"]),
         Mount("/static", Assets()),
     ]
-    state = AppState(settings, TransportState(settings.max_connections_per_user, origins))
+    state = AppState(settings, TransportState(settings.max_connections_per_user, origins), hosts)
     app = EventGraphApp(routes=routes, lifespan=lifespan, middleware=origins.middleware())
+    app.router.redirect_slashes = False  # a redirect would be built from the Host header
     app.state.host = state
     app.state.transport = state.transport
     return app
@@ -231,10 +246,27 @@ def create_projector_app(runtime: Runtime, settings: Settings) -> Starlette:
     async def projector_metrics(request: Request) -> Response:
         return await scrape(request, runtime, transport, settings.metrics_token)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", health),
             Route("/readyz", ready),
             Route("/metrics", projector_metrics),
-        ]
+        ],
+        middleware=[Middleware(HostCheck, hosts=_hosts(settings, settings.jwt_secret is None))],
     )
+    app.router.redirect_slashes = False
+    return app
+
+
+def _hosts(settings: Settings, development: bool) -> Hosts:
+    try:
+        hosts = Hosts.parse(settings.allowed_hosts, development)
+    except ValueError as exc:
+        raise ConfigError(f"EVENTGRAPH_ALLOWED_HOSTS: {exc}") from None
+    if hosts.unchecked:
+        logging.getLogger("eventgraph").warning(
+            "EVENTGRAPH_ALLOWED_HOSTS is not set: any Host header is accepted, so a page on"
+            " a name rebound to this server (DNS rebinding) can reach it; set it to the"
+            " names clients use"
+        )
+    return hosts

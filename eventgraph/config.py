@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from support.logs import FORMATS
+from transport.origins import Hosts
 
 MIN_SECRET_BYTES = 32
 
@@ -42,6 +43,14 @@ def _publish_key(env: Mapping[str, str]) -> str | None:
     return key
 
 
+def _allowed_hosts(value: str | None) -> str | None:
+    try:
+        Hosts.parse(value, development=False)
+    except ValueError as exc:
+        raise ConfigError(f"EVENTGRAPH_ALLOWED_HOSTS: {exc}") from None
+    return value
+
+
 def _log_format(value: str) -> str:
     if value not in FORMATS:
         raise ConfigError(
@@ -63,6 +72,7 @@ class Settings:
     jwt_issuer: str | None = None
     max_connections_per_user: int = 64
     cors_origins: str | None = None
+    allowed_hosts: str | None = None
     log_format: str = "text"
     metrics_token: str | None = None
     publish_url: str | None = None
@@ -84,6 +94,7 @@ class Settings:
             jwt_issuer=env.get("EVENTGRAPH_JWT_ISSUER") or None,
             max_connections_per_user=int(env.get("EVENTGRAPH_MAX_CONNECTIONS_PER_USER", "64")),
             cors_origins=env.get("EVENTGRAPH_CORS_ORIGINS") or None,
+            allowed_hosts=_allowed_hosts(env.get("EVENTGRAPH_ALLOWED_HOSTS") or None),
             log_format=_log_format(env.get("EVENTGRAPH_LOG_FORMAT") or "text"),
             metrics_token=env.get("EVENTGRAPH_METRICS_TOKEN") or None,
             publish_url=_publish_url(env.get("EVENTGRAPH_PUBLISH_URL") or None),

@@ -243,12 +243,16 @@ async def test_json_logs_carry_the_request_id_into_the_events_appended(
             headers={**STAFF, "X-Request-Id": request_id},
         )
         assert response.headers["x-request-id"] == request_id
+        correlation_id = response.headers["x-correlation-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", correlation_id)
         position = response.json()["data"]["registerProduct"]["position"]
         generated = []
         for forged in ['bad id "level": "ERROR"', "x" * 129, ""]:
             answered = await client.get(observed.url + "/healthz", headers={"X-Request-Id": forged})
             generated.append(answered.headers["x-request-id"])
             assert generated[-1] != forged and re.fullmatch(r"[0-9a-f]{32}", generated[-1])
+            # without a plain id of its own, the request is named by its correlation id
+            assert answered.headers["x-correlation-id"] == generated[-1]
         events = await gql(
             client,
             observed.url,
@@ -260,14 +264,20 @@ async def test_json_logs_carry_the_request_id_into_the_events_appended(
     metadata = (
         event["metadata"] if isinstance(event["metadata"], dict) else json.loads(event["metadata"])
     )
-    assert metadata["correlationId"] == request_id
+    assert metadata["correlationId"] == correlation_id
+    assert metadata["requestId"] == request_id
 
     await asyncio.sleep(0.2)
     lines = Path(observed.log).read_text().splitlines()
     records = [json.loads(line) for line in lines if line.strip()]  # every line is one object
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     mine = [r for r in records if r.get("request_id") == request_id]
-    assert any(r.get("path") == "/graphql" and r.get("status") == 200 for r in mine), mine
+    assert any(
+        r.get("path") == "/graphql"
+        and r.get("status") == 200
+        and r.get("correlation_id") == correlation_id
+        for r in mine
+    ), mine
     assert all("Bearer" not in line and METRICS_TOKEN not in line for line in lines)
     for request in generated:
         assert any(r.get("request_id") == request and r.get("path") == "/healthz" for r in records)
@@ -367,7 +377,9 @@ async def test_websocket_operations_carry_the_connections_request_id(observed: S
             STAFF,
         )
     [event] = found["data"]["events"]
-    assert event["metadata"]["correlationId"] == f"{connection_id}.1"
+    # the operation's own correlation id, the connection's request id beside it
+    assert event["metadata"]["requestId"] == f"{connection_id}.1"
+    assert re.fullmatch(r"[0-9a-f]{32}", event["metadata"]["correlationId"])
     await asyncio.sleep(0.3)
     records = [json.loads(line) for line in Path(observed.log).read_text().splitlines() if line]
     assert any(
@@ -378,3 +390,56 @@ async def test_websocket_operations_carry_the_connections_request_id(observed: S
         r.get("request_id") == connection_id and r.get("message", "").startswith("websocket closed")
         for r in records
     )
+
+
+async def test_two_clients_sending_one_request_id_get_correlation_ids_of_their_own(
+    observed: Server,
+) -> None:
+    """The client's X-Request-Id is kept beside the server's correlationId, never as it:
+    two users (or one user's two sockets) that send the same id are still told apart."""
+    import websockets
+
+    from tests.kit.ws import Client
+
+    shared = f"same-{uuid.uuid4().hex}"
+    found = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for who in ["ops-carol", "ops-dave"]:
+            headers = {"Authorization": f"Bearer {token(who, 'staff')}", "X-Request-Id": shared}
+            sku = f"CORR-{uuid.uuid4().hex[:8]}"
+            variables = {"sku": sku, "name": "C", "price": "1.00", "stock": 1}
+            response = await client.post(
+                observed.url + "/graphql",
+                json={"query": REGISTER, "variables": variables},
+                headers=headers,
+            )
+            assert response.headers["x-request-id"] == shared
+            found.append((sku, response.headers.get("x-correlation-id")))
+        for _ in range(2):  # two sockets, one id, each running its first operation
+            socket = await websockets.connect(
+                observed.url.replace("http", "ws") + "/graphql",
+                subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                additional_headers={"X-Request-Id": shared},
+            )
+            ws = Client(socket, "graphql-transport-ws")
+            await ws.send({"type": "connection_init", "payload": STAFF})
+            assert (await ws.recv())["type"] == "connection_ack"
+            sku = f"CORR-{uuid.uuid4().hex[:8]}"
+            variables = {"sku": sku, "name": "C", "price": "1.00", "stock": 1}
+            await ws.subscribe("m", REGISTER, variables)
+            await ws.next_data("m")
+            await socket.close()
+            found.append((sku, None))
+        metadata = []
+        for sku, _ in found:
+            events = await gql(
+                client, observed.url, EVENTS, {"first": 1, "stream": f"product-{sku}"}, STAFF
+            )
+            [event] = events["data"]["events"]
+            metadata.append(event["metadata"])
+    correlations = [m["correlationId"] for m in metadata]
+    assert len(set(correlations)) == 4, correlations
+    assert [m["requestId"] for m in metadata] == [shared, shared, f"{shared}.1", f"{shared}.1"]
+    for (_, answered), m in zip(found[:2], metadata[:2], strict=True):
+        assert m["correlationId"] == answered  # the response names the events' correlation
+    assert [m["actor"]["id"] for m in metadata[:2]] == ["ops-carol", "ops-dave"]

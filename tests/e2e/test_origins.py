@@ -103,3 +103,13 @@ async def test_local_dev_servers_work_out_of_the_box_in_development(development:
     assert await handshake(development, EVIL) == "refused 403"
     # The handshake is accepted; the token (not signed with its development secret) is not.
     assert await handshake(development, dev) == "closed 4403"
+
+
+async def test_same_origin_means_the_same_scheme_host_and_port(configured: Server) -> None:
+    port = int(configured.url.rsplit(":", 1)[1])
+    assert await handshake(configured, f"http://127.0.0.1:{port}") == "connection_ack"
+    # Host and port match, the scheme does not: an https page is another origin.
+    assert await handshake(configured, f"https://127.0.0.1:{port}") == "refused 403"
+    assert await handshake(configured, f"http://127.0.0.1:{port + 1}") == "refused 403"
+    assert await handshake(configured, "http://127.0.0.1") == "refused 403"
+    assert await handshake(configured, f"ftp://127.0.0.1:{port}") == "refused 403"
