@@ -14,7 +14,7 @@ while the development secret is in use, any port of `http://localhost` and
 `http://127.0.0.1` (a Vite or webpack dev server). "The server's own" compares scheme, host
 and port: an `https://host` page is not `http://host`. The request's scheme is the one
 uvicorn reports, which follows X-Forwarded-Proto only from the proxies uvicorn trusts
-(`FORWARDED_ALLOW_IPS`, by default 127.0.0.1).
+(`FORWARDED_ALLOW_IPS`, by default 127.0.0.1 and ::1).
 
 HTTP gets Starlette's CORS middleware (preflight, no credentials: the token travels in the
 Authorization header). A WebSocket handshake is checked here too, since browsers send any

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,7 +20,8 @@ import httpx
 import pytest
 import websockets
 
-from tests.kit.server import Server, free_port, start_server, stop_server, token
+from tests.kit.database import fresh_database
+from tests.kit.server import SECRET, Server, free_port, start_server, stop_server, token
 
 NAME = "api.example"
 
@@ -137,6 +141,52 @@ def test_development_answers_only_to_localhost_names(development: Server) -> Non
         assert handshake(development, host) == 400, host
     assert get(development, "/metrics", f"localhost:{port}").status_code == 200
     assert handshake(development, f"localhost:{port}") == 101
+
+
+@pytest.fixture
+async def projector_database(server_url: str) -> AsyncIterator[str]:
+    async with fresh_database(server_url) as url:
+        yield url
+
+
+def test_the_projectors_endpoints_check_the_host_too(
+    projector_database: str, tmp_path: Path
+) -> None:
+    """`eventgraph project --port` serves /metrics as well: the same Host check."""
+    port = free_port()
+    log = tmp_path / "projector.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "eventgraph.cli", "project", "--port", str(port)],
+            env={
+                **os.environ,
+                "DATABASE_URL": projector_database,
+                "EVENTGRAPH_JWT_SECRET": SECRET,
+                "EVENTGRAPH_DATA_DIR": str(tmp_path / "data"),
+                "EVENTGRAPH_ALLOWED_HOSTS": NAME,
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        for path in ["/healthz", "/metrics"]:
+            assert httpx.get(url + path, headers={"Host": NAME}).status_code == 200
+            assert httpx.get(url + path, headers={"Host": "evil.example"}).status_code == 400
+        assert httpx.get(url + "/healthz/", headers={"Host": NAME}).status_code == 404
+    finally:
+        process.terminate()
+        process.wait(20)
 
 
 def test_no_redirect_is_built_from_the_host(texts: Server) -> None:
