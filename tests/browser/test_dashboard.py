@@ -9,18 +9,22 @@ docs/console-*.png (the viewport, 1280x900)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
 import re
 import signal
+import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Dialog, Page, expect
+from playwright.async_api import Browser, Page, expect
 
-from application.auth import mint_token
+from application.auth import mint_sign_in_code, mint_token
 from tests.browser.conftest import ROOT, gql, snap
 from tests.kit.server import SECRET, Server, start_server, stop_server, token
 
@@ -46,13 +50,25 @@ def sku() -> str:
 
 
 def login_url(server: Server, sub: str, role: str, bearer: str | None = None) -> str:
-    return f"{server.url}/#token={bearer or token(sub, role)}"
+    """What `eventgraph token --open` prints (a one-time code), or a link with a token."""
+    if bearer is not None:
+        return f"{server.url}/#token={bearer}"
+    return f"{server.url}/#code={mint_sign_in_code(SECRET, sub, role, 24 * 3600)}"  # type: ignore[arg-type]
+
+
+async def confirm_sign_in(page: Page, sub: str, role: str) -> None:
+    """The page asks before a link signs it in, naming the account and its role."""
+    dialog = page.locator("dialog#confirm")
+    await expect(dialog).to_be_visible(timeout=10_000)
+    await expect(dialog).to_contain_text(f"{sub} ({role})")
+    await dialog.get_by_role("button", name=f"Sign in as {sub}").click()
 
 
 async def signed_in(
     page: Page, server: Server, sub: str, role: str, bearer: str | None = None
 ) -> None:
     await page.goto(login_url(server, sub, role, bearer))
+    await confirm_sign_in(page, sub, role)
     await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
 
 
@@ -305,29 +321,135 @@ async def test_a_link_can_neither_swap_the_account_nor_break_the_page(
     page: Page, site: Server
 ) -> None:
     await signed_in(page, site, "erin", "customer")
-    asked: list[str] = []
-
-    async def decline(dialog: Dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.dismiss()
-
-    page.on("dialog", decline)
-    await page.goto("about:blank")  # a link opened in this tab: the page loads anew
-    await page.goto(login_url(site, "mallory", "staff"))
-    await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
-    await expect(page.locator("#who")).to_have_text("Signed in as erin")
-    assert asked and "mallory" in asked[0] and "token" not in page.url
+    dialog = page.locator("dialog#confirm")
+    for link in (login_url(site, "mallory", "staff"), login_url(site, "x", "y", token("mallory"))):
+        await page.goto("about:blank")  # a link opened in this tab: the page loads anew
+        await page.goto(link)
+        await expect(dialog).to_contain_text("as mallory")
+        await expect(dialog).to_contain_text("instead of erin (customer)")
+        await dialog.get_by_role("button", name="Stay erin").click()
+        await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
+        await expect(page.locator("#who")).to_have_text("Signed in as erin")
+        assert "token" not in page.url and "code" not in page.url
     await page.goto("about:blank")
     await page.goto(f"{site.url}/#token=%E0%A4%A")  # mangled: ignored
     await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
     await expect(page.locator("#who")).to_have_text("Signed in as erin")
 
 
+def unsigned(sub: str, role: str) -> str:
+    """A token anyone can write: alg none, no signature."""
+
+    def part(value: dict[str, Any]) -> str:
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    claims = {"sub": sub, "role": role, "exp": int(time.time()) + 3600}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+async def test_a_link_is_checked_with_the_server_and_asked_about_before_any_sign_in(
+    page: Page, site: Server
+) -> None:
+    """An unsigned or forged token in a link never replaces the tab's sign-in, and a real one
+    signs in only after the person agreed, even for the same account (a role is enough)."""
+    await signed_in(page, site, "erin", "customer")
+    held = await page.evaluate("sessionStorage.getItem('eventgraph.token')")
+    dialog = page.locator("dialog#confirm")
+    forged = mint_token("another-secret-" + "y" * 32, "erin", "staff")
+    for bad in (unsigned("erin", "staff"), forged):
+        await page.goto("about:blank")
+        await page.goto(f"{site.url}/#token={bad}")
+        await expect(page.locator("#error-text")).to_contain_text(
+            "The server did not accept the sign-in link", timeout=10_000
+        )
+        await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
+        await expect(page.locator("#who")).to_have_text("Signed in as erin")
+        await expect(dialog).to_be_hidden()
+        assert await page.evaluate("sessionStorage.getItem('eventgraph.token')") == held
+
+    # the same account with another role: asked, and declining keeps the customer
+    await page.goto("about:blank")
+    await page.goto(login_url(site, "erin", "staff"))
+    await expect(dialog).to_contain_text("erin (staff) instead of erin (customer)")
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#who")).to_have_text("Signed in as erin", timeout=10_000)
+    assert await page.evaluate("sessionStorage.getItem('eventgraph.token')") == held
+
+    # a fresh tab: asked too, and nothing is kept when declined
+    fresh = await page.context.browser.new_context()  # type: ignore[union-attr]
+    other = await fresh.new_page()
+    await other.goto(login_url(site, "erin", "staff"))
+    await expect(other.locator("dialog#confirm")).to_contain_text("as erin (staff).")
+    await other.get_by_role("button", name="Do not sign in").click()
+    await expect(other.locator("#signin")).to_be_visible()
+    assert await other.evaluate("sessionStorage.getItem('eventgraph.token')") is None
+    await fresh.close()
+
+
+async def test_a_used_or_expired_link_signs_nothing_in(page: Page, site: Server) -> None:
+    link = login_url(site, "erin", "customer")
+    await page.goto(link)
+    await confirm_sign_in(page, "erin", "customer")
+    await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
+    fresh = await page.context.browser.new_context()  # type: ignore[union-attr]
+    other = await fresh.new_page()
+    await other.goto(link)  # the same URL again, as from the history: used
+    await expect(other.locator("#signin-reason")).to_contain_text("used already")
+    expired = mint_sign_in_code(SECRET, "erin", "customer", 60, lifetime_seconds=-1)
+    await other.goto("about:blank")
+    await other.goto(f"{site.url}/#code={expired}")
+    await expect(other.locator("#signin-reason")).to_contain_text("expired")
+    await expect(other.locator("dialog#confirm")).to_be_hidden()
+    await fresh.close()
+
+
+async def test_token_open_signs_the_console_in_and_leaves_nothing_reusable(
+    page: Page, site: Server, tmp_path: Path
+) -> None:
+    """The URL `eventgraph token --open` prints (run with the server's secret) signs the
+    console in after the confirmation; neither the page's URL, its history entry nor the
+    printed URL holds the token, and the URL cannot sign in a second time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "EVENTGRAPH_"))}
+    env |= {"EVENTGRAPH_JWT_SECRET": SECRET, "EVENTGRAPH_DATA_DIR": str(tmp_path)}
+    for desktop in ("DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(desktop, None)
+    args = ["token", "--sub", "olga", "--role", "staff", "--open", "--url", site.url]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "eventgraph.cli", *args, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    printed = out.decode().strip()
+    assert "#code=" in printed and "#token=" not in printed
+    await page.goto(printed)
+    await confirm_sign_in(page, "olga", "staff")
+    await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
+    await expect(page.locator("#who")).to_have_text("olga (staff)")
+    held = await page.evaluate("sessionStorage.getItem('eventgraph.token')")
+    assert held and held not in printed
+    assert page.url == site.url + "/", "the code leaves the address bar"
+    # the tab's history: the blank page it started on, then the console without the code
+    assert await page.evaluate("history.length") == 2
+    await page.go_back()
+    assert page.url == "about:blank"
+    await page.go_forward()
+    assert page.url == site.url + "/"
+    await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
+    fresh = await page.context.browser.new_context()  # type: ignore[union-attr]
+    again = await fresh.new_page()
+    await again.goto(printed)
+    await expect(again.locator("#signin-reason")).to_contain_text("used already")
+    await fresh.close()
+
+
 async def test_a_refused_token_shows_as_signed_out_not_as_reconnecting(
     page: Page, site: Server
 ) -> None:
     forged = mint_token("another-secret-" + "y" * 32, "mallory", "staff")
-    await page.goto(f"{site.url}/#token={forged}")
+    await page.goto(site.url + "/")
+    await page.locator("#token-input").fill(forged)  # pasted: the person's own doing
+    await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#connection")).to_have_text("signed out", timeout=10_000)
     await expect(page.locator("#expired")).to_contain_text("The server did not accept your sign-in")
     await expect(page.get_by_role("button", name="Register")).to_be_disabled()

@@ -96,6 +96,8 @@ async def test_graphiql_runs_a_query_and_a_subscription(page: Page, site: Server
     await gql(site, staff, REGISTER, sku=sku)
     # signed in on the dashboard first: GraphiQL takes the tab's token into its headers
     await page.goto(f"{site.url}/#token={staff}")
+    await page.locator("dialog#confirm").get_by_role("button", name="Sign in as gina").click()
+    await expect(page.locator("#connection")).to_have_text("connected", timeout=10_000)
     await page.goto(site.url + "/graphql")
     await expect(page.locator(".graphiql-query-editor .CodeMirror")).to_be_visible(timeout=15_000)
 

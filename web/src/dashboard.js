@@ -26,28 +26,104 @@ const SHOWN_ORDERS = 25;
 const MAX_ORDER_PAGES = 100; // 10,000 orders: enough for the counters of this console
 const $ = (id) => document.getElementById(id);
 
-// ---- the token: from the login URL's fragment (never sent to a server), kept per tab
+// ---- the token: kept per tab (sessionStorage), from a link only once the server and the
+// person agreed. `eventgraph token --open` links carry a one-time code (#code=), exchanged
+// once at /auth/exchange: the URL in the browser's history and command line is worth nothing
+// after that. A link may also carry a token (#token=). Either way the token is first checked
+// with the server (a link's claims are only text until then: an unsigned "staff" token reads
+// like a real one), then the page asks, naming the account and role, before it signs in.
 
-function takeToken() {
-  const match = window.location.hash.match(/(?:^#|&)token=([^&]+)/);
-  if (match) {
-    history.replaceState(null, "", window.location.pathname + window.location.search);
-    let offered = null;
-    try {
-      offered = decodeURIComponent(match[1]);
-    } catch {
-      offered = null; // a mangled link: ignore it
-    }
-    const held = sessionStorage.getItem(TOKEN_KEY);
-    const heldClaims = held && claimsOf(held);
-    const offeredClaims = offered && claimsOf(offered);
-    // A link must not silently swap the account this tab is signed in as.
-    const swaps = heldClaims && offeredClaims && heldClaims.sub !== offeredClaims.sub;
-    if (offeredClaims && (!swaps || window.confirm(`Sign in as ${offeredClaims.sub} instead of ${heldClaims.sub}?`))) {
-      sessionStorage.setItem(TOKEN_KEY, offered);
-    }
+/** The link's fragment, taken off the address bar (and so off this history entry) first. */
+function takeLink() {
+  const found = window.location.hash.match(/(?:^#|&)(code|token)=([^&]*)/);
+  if (!found) return null;
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+  try {
+    const value = decodeURIComponent(found[2]);
+    return value ? { kind: found[1], value } : null;
+  } catch {
+    return null; // a mangled link: ignored
   }
-  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+const LINK_REFUSALS = {
+  CODE_USED: "That sign-in link was used already: a link signs in once. Run eventgraph token --open again.",
+  INVALID_CODE: "That sign-in link is not valid or has expired (a link lasts two minutes): run eventgraph token --open again.",
+};
+
+/** The token a one-time code stands for, or the reason there is none ({ text, code, message }). */
+async function exchangeCode(oneTimeCode) {
+  let response;
+  let body = null;
+  try {
+    response = await fetch(new URL("/auth/exchange", window.location.href), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code: oneTimeCode }),
+      cache: "no-store",
+    });
+    body = await response.json();
+  } catch (error) {
+    if (!response) return { text: "The server could not be reached to use the sign-in link", code: "NETWORK", message: String(error?.message || error) };
+  }
+  if (response.ok && typeof body?.token === "string") return { token: body.token };
+  const code = body?.error?.code || `HTTP_${response.status}`;
+  const text = LINK_REFUSALS[code] || "The sign-in link could not be used: run eventgraph token --open again";
+  return { text, code, message: body?.error?.message || "" };
+}
+
+/** null when the server takes `candidate` as a token; otherwise why not. An authenticated
+ * query: an unsigned, forged or expired token fails it with UNAUTHENTICATED. */
+async function refusalOf(candidate) {
+  try {
+    const response = await fetch(HTTP_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${candidate}` },
+      body: JSON.stringify({ query: "{ products(first: 1) { pageInfo { hasNextPage } } }" }),
+      cache: "no-store",
+    });
+    const body = await response.json();
+    if (response.ok && body?.data && !body.errors?.length) return null;
+    const first = body?.errors?.[0];
+    return { code: first?.extensions?.code || `HTTP_${response.status}`, message: first?.message || "" };
+  } catch (error) {
+    return { code: "NETWORK", message: String(error?.message || error) };
+  }
+}
+
+const account = (claims) => `${claims.sub} (${claims.role})`;
+
+/** Sign this tab in from the link, if there is one, it checks out and the person agrees.
+ * Answers what went wrong ({ text, code, message }) or null. */
+async function signInFromLink() {
+  const link = takeLink();
+  if (!link) return null;
+  let offered = link.value;
+  if (link.kind === "code") {
+    const exchanged = await exchangeCode(link.value);
+    if (!exchanged.token) return exchanged;
+    offered = exchanged.token;
+  }
+  const held = sessionStorage.getItem(TOKEN_KEY);
+  if (offered === held) return null;
+  const refused = await refusalOf(offered);
+  const offeredClaims = claimsOf(offered);
+  if (refused || !offeredClaims?.sub) {
+    const why = refused || { code: "UNAUTHENTICATED", message: "not a token" };
+    return { text: "The server did not accept the sign-in link's token: nothing changed", ...why };
+  }
+  const heldClaims = held && claimsOf(held);
+  const asked = heldClaims
+    ? `This link signs this tab in as ${account(offeredClaims)} instead of ${account(heldClaims)}.`
+    : `This link signs this tab in as ${account(offeredClaims)}.`;
+  const agreed = await confirmDialog({
+    title: "Sign in from a link?",
+    text: `${asked} Continue only if you asked for it (eventgraph token --open).`,
+    yes: `Sign in as ${offeredClaims.sub}`,
+    no: heldClaims ? `Stay ${heldClaims.sub}` : "Do not sign in",
+  });
+  if (agreed) sessionStorage.setItem(TOKEN_KEY, offered);
+  return null;
 }
 
 // ---- small helpers (text only)
@@ -834,9 +910,11 @@ function showSignIn(reason) {
 }
 
 async function start() {
-  token = takeToken();
+  const linkFailed = await signInFromLink();
+  token = sessionStorage.getItem(TOKEN_KEY);
   claims = token && claimsOf(token);
-  if (!claims) return showSignIn(token ? "That token could not be read." : "");
+  if (!claims) return showSignIn(linkFailed?.text || (token ? "That token could not be read." : ""));
+  if (linkFailed) showError(linkFailed.text, linkFailed.code, linkFailed.message);
   if (claims.exp && claims.exp * 1000 < Date.now()) {
     sessionStorage.removeItem(TOKEN_KEY);
     return showSignIn("Your sign-in has expired: mint a new token.");
