@@ -179,3 +179,39 @@ async def test_a_refused_token_ends_a_subscription_with_the_error(page: Page, si
     assert posts[-1].get("authorization") == f"Bearer {staff}"
     await run(page, f'subscription {{ product(sku: "{sku}") {{ id onHand }} }}', '"id"')
     assert inits[-1] == {"Authorization": f"Bearer {staff}"}
+
+
+async def test_graphiql_keeps_no_token_beyond_the_tab(page: Page, site: Server) -> None:
+    """GraphiQL's own storage (history, tabs, headers) never puts a token in localStorage:
+    after a query with a token in the headers, nothing there holds it, and a new tab of the
+    same browser has neither the token nor a way to it, while it still gets the history."""
+    staff = token("gina", "staff")
+    await open_graphiql(page, site)
+    await set_headers(page, json.dumps({"Authorization": f"Bearer {staff}"}))
+    marker = f"kept{uuid.uuid4().hex[:6]}"
+    await run(
+        page, f"query {marker} {{ products(first: 1) {{ edges {{ node {{ sku }} }} }} }}", "edges"
+    )
+    await page.wait_for_timeout(1_000)  # GraphiQL stores its tabs after a debounce
+    stored: dict[str, str] = await page.evaluate(
+        "() => Object.fromEntries(Object.entries(localStorage))"
+    )
+    assert any(marker in value for value in stored.values()), stored  # history is kept
+    leaked = {key: value for key, value in stored.items() if staff in value}
+    assert not leaked, f"the token is in localStorage: {sorted(leaked)}"
+    payload = staff.split(".")[1]
+    assert not [key for key, value in stored.items() if payload in value]
+    # this tab keeps its own history, token included, across a reload
+    await page.reload()
+    await expect(page.locator(".graphiql-query-editor .CodeMirror")).to_be_visible(timeout=15_000)
+    assert staff in (await page.evaluate("sessionStorage.getItem('graphiql:queries')") or "")
+
+    await page.close()  # the tab closes; another opens in the same browser
+    fresh = await page.context.new_page()
+    await open_graphiql(fresh, site)
+    assert staff not in await headers_text(fresh)
+    everything: str = await fresh.evaluate(
+        "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+    )
+    assert staff not in everything and payload not in everything
+    assert marker in everything

@@ -94,6 +94,44 @@ function fetcher(params, options = {}) {
   return http(params, { ...options, headers });
 }
 
+// GraphiQL keeps its tabs, history and (when asked to) headers in the storage it is given,
+// localStorage by default, where every later tab and visit reads them: a token in a history
+// entry's headers outlived its tab. This storage keeps everything for this tab in
+// sessionStorage, as the dashboard keeps its token, and gives localStorage only a copy with
+// every credential taken out, so other tabs still get the queries and the history.
+const CREDENTIAL = /(Bearer\s+)[A-Za-z0-9\-._~+/]+=*|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/gi;
+const withoutCredentials = (value) => String(value).replace(CREDENTIAL, (_, bearer) => (bearer ? bearer : ""));
+const ownKeys = (store) => Object.keys(store).filter((key) => key.startsWith("graphiql:"));
+
+const tabStorage = {
+  getItem: (key) => sessionStorage.getItem(key) ?? localStorage.getItem(key),
+  setItem(key, value) {
+    sessionStorage.setItem(key, value);
+    try {
+      localStorage.setItem(key, withoutCredentials(value));
+    } catch {
+      // full: this tab has it all the same
+    }
+  },
+  removeItem(key) {
+    sessionStorage.removeItem(key);
+    localStorage.removeItem(key);
+  },
+  clear() {
+    for (const store of [sessionStorage, localStorage]) for (const key of ownKeys(store)) store.removeItem(key);
+  },
+  get length() {
+    return new Set([...ownKeys(sessionStorage), ...ownKeys(localStorage)]).size;
+  },
+};
+
+// What an earlier version left in localStorage: taken out once.
+for (const key of ownKeys(localStorage)) {
+  const value = localStorage.getItem(key);
+  const clean = withoutCredentials(value);
+  if (clean !== value) localStorage.setItem(key, clean);
+}
+
 const token = sessionStorage.getItem("eventgraph.token");
 const headers = token ? JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2) : "{}";
 
@@ -120,6 +158,7 @@ createRoot(document.getElementById("graphiql")).render(
     headers,
     defaultEditorToolsVisibility: "headers",
     shouldPersistHeaders: false,
+    storage: tabStorage,
     isHeadersEditorEnabled: true,
   }),
 );
