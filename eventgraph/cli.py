@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from application.auth import mint_sign_in_code, mint_token
 from domain.values import ROLES
 from eventgraph import operate
 from eventgraph.config import ConfigError, Settings
-from eventgraph.database import database_url
+from eventgraph.database import EmbeddedDatabaseError, database_url
 from eventstore.migrate import migrate
 from support import logs
 
@@ -50,9 +51,27 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from eventgraph.app import create_app
+    from eventgraph.serving import (
+        FILES_KEPT_FOR_THE_REST,
+        ConnectionLimits,
+        protocols,
+        raise_open_files_limit,
+    )
+    from transport.http import set_body_timeout
     from transport.ws import MAX_MESSAGE_BYTES
 
     DrainingServer = _draining_server()
+    open_files = raise_open_files_limit()
+    # Never more connections than open files to hold them, less what the rest needs.
+    room = open_files - FILES_KEPT_FOR_THE_REST
+    total = max(min(settings.max_connections or room, room), 1)
+    limits = ConnectionLimits(
+        total=total,
+        per_ip=settings.max_connections_per_ip,
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+    )
+    http_protocol, ws_protocol = protocols(limits)
 
     _, generated = settings.resolve_jwt_secret()
     if generated:
@@ -66,11 +85,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # the `with` below, so the embedded PostgreSQL is stopped on SIGTERM as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with database_url(settings.database_url, settings.data_dir) as dsn:
+        # Refused here, in one line, rather than as a traceback from the app's startup.
+        asyncio.run(_reachable(dsn))
         app = create_app(dsn, settings)
+        set_body_timeout(app, settings.body_timeout_seconds)
+        logging.getLogger("eventgraph.serving").info(
+            "connections: at most %d, %s per client address; request headers within %s,"
+            " bodies within %s; open files limit %d",
+            limits.total,
+            limits.per_ip or "any number",
+            f"{limits.header_timeout:g} s" if limits.header_timeout else "any time",
+            f"{limits.body_timeout:g} s" if limits.body_timeout else "any time",
+            open_files,
+        )
         config = uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
+            http=http_protocol,
+            ws=ws_protocol,
             # Every request is logged once by the app, with its request id and without its
             # query string; uvicorn's own access lines would carry GET variables.
             access_log=False,
@@ -81,6 +114,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         DrainingServer(config, app.state.transport.sessions).run()
     return 0
+
+
+async def _reachable(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=30)
+    await conn.close()
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -340,6 +378,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refusal(exc: Exception) -> str:
+    """What stopped a command, as one line: a setting, the embedded database, a database
+    that cannot be reached or refuses, or (last resort) an error we did not foresee."""
+    if isinstance(exc, ConfigError | EmbeddedDatabaseError):
+        text = str(exc)
+    elif isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        text = f"cannot reach the database: {exc or type(exc).__name__}"
+    elif isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        text = f"the database refused: {exc}"
+    elif isinstance(exc, OSError):
+        text = str(exc)
+    else:
+        text = f"unexpected {type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -352,6 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # every refusal is one line and exit 2, never a traceback
+        logging.getLogger(__name__).debug("%s failed", args.command, exc_info=True)
+        print(f"eventgraph {args.command}: {_refusal(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -51,6 +51,19 @@ def _allowed_hosts(value: str | None) -> str | None:
     return value
 
 
+def _number(env: Mapping[str, str], name: str, default: str, *, whole: bool = False) -> float:
+    """A numeric setting, or a ConfigError naming it: never a traceback for junk."""
+    text = env.get(name) or default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{name} must be {kind}, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):  # also NaN
+        raise ConfigError(f"{name} must be a finite number, zero or more, not {text!r}")
+    return value
+
+
 def _log_format(value: str) -> str:
     if value not in FORMATS:
         raise ConfigError(
@@ -71,6 +84,10 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     max_connections_per_user: int = 64
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    max_connections: int = 10000
+    max_connections_per_ip: int = 256
     cors_origins: str | None = None
     allowed_hosts: str | None = None
     log_format: str = "text"
@@ -87,12 +104,20 @@ class Settings:
             data_dir=Path(env.get("EVENTGRAPH_DATA_DIR", "./.eventgraph")).expanduser(),
             jwt_secret=env.get("EVENTGRAPH_JWT_SECRET") or None,
             broadcast_url=env.get("EVENTGRAPH_BROADCAST_URL", "memory://"),
-            read_wait_seconds=float(env.get("EVENTGRAPH_READ_WAIT_SECONDS", "5")),
-            max_lag_events=int(env.get("EVENTGRAPH_MAX_LAG_EVENTS", "10000")),
-            position_poll_seconds=float(env.get("EVENTGRAPH_POSITION_POLL_SECONDS", "0.5")),
+            read_wait_seconds=_number(env, "EVENTGRAPH_READ_WAIT_SECONDS", "5"),
+            max_lag_events=int(_number(env, "EVENTGRAPH_MAX_LAG_EVENTS", "10000", whole=True)),
+            position_poll_seconds=_number(env, "EVENTGRAPH_POSITION_POLL_SECONDS", "0.5"),
             jwt_audience=env.get("EVENTGRAPH_JWT_AUDIENCE") or None,
             jwt_issuer=env.get("EVENTGRAPH_JWT_ISSUER") or None,
-            max_connections_per_user=int(env.get("EVENTGRAPH_MAX_CONNECTIONS_PER_USER", "64")),
+            max_connections_per_user=int(
+                _number(env, "EVENTGRAPH_MAX_CONNECTIONS_PER_USER", "64", whole=True)
+            ),
+            header_timeout_seconds=_number(env, "EVENTGRAPH_HEADER_TIMEOUT_SECONDS", "10"),
+            body_timeout_seconds=_number(env, "EVENTGRAPH_BODY_TIMEOUT_SECONDS", "30"),
+            max_connections=int(_number(env, "EVENTGRAPH_MAX_CONNECTIONS", "10000", whole=True)),
+            max_connections_per_ip=int(
+                _number(env, "EVENTGRAPH_MAX_CONNECTIONS_PER_IP", "256", whole=True)
+            ),
             cors_origins=env.get("EVENTGRAPH_CORS_ORIGINS") or None,
             allowed_hosts=_allowed_hosts(env.get("EVENTGRAPH_ALLOWED_HOSTS") or None),
             log_format=_log_format(env.get("EVENTGRAPH_LOG_FORMAT") or "text"),

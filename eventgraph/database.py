@@ -9,10 +9,14 @@ reachable by nobody but this service, whatever the data directory's path:
 - its Unix socket lives in a 0700 directory inside the data directory; when that path is too
   long for a socket (107 bytes), it listens on 127.0.0.1 instead, password still required;
 - nothing above the data directory is ever chmod-ed. Running as root, PostgreSQL (which
-  refuses to run as root) runs as a system user, `eventgraph-postgres`; if that user cannot
-  reach the data directory, starting fails with a message that says so, rather than opening
-  the parents up. The binaries are hard-linked (or copied) into the data directory when the
-  user cannot reach them where they are installed;
+  refuses to run as root) runs as a system user, `eventgraph-postgres`. When that user
+  cannot reach the data directory (a checkout under /root, or under any `mktemp -d`, is
+  closed to other users), the cluster lives instead in a directory of its own under
+  /var/lib/eventgraph (root's, 0755, named by a hash of the data directory's path; the
+  cluster inside it 0700 and the user's), while its password, the lock and the list of
+  users stay in the data directory, closed to everyone but root. The first log line says
+  where. The binaries are hard-linked (or copied) beside the cluster when the user cannot
+  reach them where they are installed;
 - the server is started with an argument vector, not a shell line, so any path works.
 
 Several processes may use one data directory at once (`serve` and `rebuild`): under a file
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -45,6 +50,8 @@ EMBEDDED_DATABASE = "eventgraph"
 SERVER_USER = "eventgraph-postgres"
 SUPERUSER = "postgres"
 PORT = 5432
+CLUSTERS = Path("/var/lib/eventgraph")
+"""Where a cluster lives when its user cannot reach the data directory (running as root)."""
 MAX_SOCKET_PATH = 107
 HBA = """# Written by eventgraph on every start: every connection needs the password.
 local all all scram-sha-256
@@ -67,14 +74,18 @@ def _installed_binaries() -> Path:
 @dataclass(frozen=True)
 class _Layout:
     data_dir: Path
+    """The secrets, the lock and the users: this process's user only."""
+    home: Path
+    """The cluster, its socket, its log and (if needed) its binaries: the data directory, or
+    a directory its user can reach (`relocated_home`)."""
 
     @property
     def pgdata(self) -> Path:
-        return self.data_dir / "pg"
+        return self.home / "pg"
 
     @property
     def run(self) -> Path:
-        return self.data_dir / "pg-run"
+        return self.home / "pg-run"
 
     @property
     def password_file(self) -> Path:
@@ -90,11 +101,11 @@ class _Layout:
 
     @property
     def log(self) -> Path:
-        return self.data_dir / "pg.log"
+        return self.home / "pg.log"
 
     @property
     def linked_install(self) -> Path:
-        return self.data_dir / "pg-install"
+        return self.home / "pg-install"
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,56 @@ def _can_enter(path: Path, who: _RunAs) -> bool:
         if not st.st_mode & bit:
             return False
     return True
+
+
+def relocated_home(data_dir: Path) -> Path:
+    """The cluster's directory for `data_dir` when its user cannot reach that."""
+    return CLUSTERS / hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:24]
+
+
+def _only_root_can_change(path: Path) -> bool:
+    st = path.lstat()
+    others_write = st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and not st.st_mode & stat.S_ISVTX
+    return st.st_uid == 0 and stat.S_ISDIR(st.st_mode) and not others_write
+
+
+def _make_relocated_home(data_dir: Path) -> Path:
+    """Root's 0755 directory under /var/lib/eventgraph for this data directory's cluster. The
+    server's user may enter it, not change it; every directory above it must be root's and
+    closed to other writers, or a local user could swap the cluster under us."""
+    home = relocated_home(data_dir)
+    home.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    home.mkdir(mode=0o755, exist_ok=True)
+    for directory in [home, *home.parents]:
+        if not _only_root_can_change(directory):
+            raise EmbeddedDatabaseError(
+                f"{directory} must be a directory that only root can change, to hold the"
+                " embedded PostgreSQL; fix it, or set EVENTGRAPH_DATA_DIR or DATABASE_URL"
+            )
+    home.chmod(0o755)
+    return home
+
+
+def _locate(data_dir: Path) -> tuple[_Layout, _RunAs]:
+    """Where the cluster lives and who runs it: in the data directory when its user can
+    reach that (as always when it is us); otherwise, as root, under /var/lib/eventgraph."""
+    here = _Layout(data_dir, data_dir)
+    who = _run_as(here)
+    if who.is_me:
+        data_dir.chmod(0o700)
+        return here, who
+    if _can_enter(data_dir.parent, who):
+        data_dir.chmod(0o711)  # the server's user enters, and sees nothing it is not given
+        return here, who
+    if (here.pgdata / "PG_VERSION").exists():
+        raise EmbeddedDatabaseError(
+            f"the embedded PostgreSQL in {here.pgdata} runs as user {SERVER_USER}, which can"
+            f" no longer reach it: a directory above {data_dir} was closed to other users."
+            " Open it again, or move the data directory elsewhere"
+        )
+    data_dir.chmod(0o700)
+    away = _Layout(data_dir, _make_relocated_home(data_dir))
+    return away, _run_as(away)
 
 
 def _binaries(layout: _Layout, who: _RunAs) -> Path:
@@ -312,6 +373,7 @@ def _start(layout: _Layout, binaries: Path, who: _RunAs) -> _Postmaster:
     fd = os.open(layout.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     if os.geteuid() == 0:
         os.fchown(fd, who.uid, who.gid)
+        os.fchmod(fd, 0o600)
     with os.fdopen(fd, "ab") as out:
         process = subprocess.Popen(
             [str(binaries / "bin" / "postgres"), "-D", str(layout.pgdata), *where,
@@ -420,7 +482,8 @@ def _ensure_database(binaries: Path, server: _Postmaster, password: str) -> None
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or join) the PostgreSQL server kept in `data_dir/pg`, yield its URL; the last
     process to leave stops it. Its data stays across restarts."""
-    layout = _Layout(data_dir.expanduser().resolve())
+    resolved = data_dir.expanduser().resolve()
+    layout = _Layout(resolved, resolved)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     for parent in layout.data_dir.parents:
         st = parent.stat()
@@ -436,17 +499,19 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
             f"{layout.data_dir} belongs to another user: EventGraph keeps its database only in"
             " a directory of its own user"
         )
-    # Our own directory: private, except that a server user other than us must enter it.
-    layout.data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
+    if os.geteuid() != 0:
+        layout.data_dir.chmod(0o700)  # as root, `_locate` decides: a running server enters it
     with _locked(layout):
-        who = _run_as(layout)
-        if not _can_enter(layout.data_dir, who):
-            raise EmbeddedDatabaseError(
-                f"the embedded PostgreSQL runs as user {SERVER_USER} (uid {who.uid}), which"
-                f" cannot reach {layout.data_dir}: a directory above it is closed to other"
-                " users. Choose an EVENTGRAPH_DATA_DIR it can reach (such as"
-                " /var/lib/eventgraph), or set DATABASE_URL. EventGraph does not change the"
-                " permissions of directories above its data directory."
+        layout, who = _locate(layout.data_dir)
+        if layout.home == layout.data_dir:
+            log.info("embedded PostgreSQL in %s", layout.pgdata)
+        else:
+            log.info(
+                "embedded PostgreSQL in %s: its user %s cannot reach %s (a directory above it"
+                " is closed to other users); its password stays there",
+                layout.pgdata,
+                SERVER_USER,
+                layout.data_dir,
             )
         binaries = _binaries(layout, who)
         _private_dir(layout.run, who)
@@ -479,5 +544,4 @@ def database_url(configured: str | None, data_dir: Path) -> Iterator[str]:
         yield configured
         return
     with embedded_postgres(data_dir) as url:
-        log.info("using the embedded PostgreSQL in %s", data_dir / "pg")
         yield url

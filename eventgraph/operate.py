@@ -14,6 +14,9 @@ import asyncpg
 from eventgraph.config import Settings
 from eventgraph.database import database_url
 
+MAX_POSITION = 2**63 - 1
+"""Positions are PostgreSQL bigints."""
+
 
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from eventgraph.runtime import runtime_for
@@ -157,6 +160,12 @@ def park(args: argparse.Namespace, settings: Settings) -> int:
             f" for {done.projection}: {then}; rebuilds pass over it too"
         )
 
+    if not 1 <= args.position <= MAX_POSITION:
+        print(
+            f"eventgraph park: {args.position} is not a log position (1 to {MAX_POSITION})",
+            file=sys.stderr,
+        )
+        return 2
     if args.by is None:
         try:
             args.by = getpass.getuser()
@@ -222,6 +231,7 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"eventgraph status: {url!r} is not an http(s) URL", file=sys.stderr)
             return 2
     first: dict[str, Any] = {}
+    unreachable: list[str] = []
     for url in urls:
         try:
             first[url] = _scrape(url, settings.metrics_token)
@@ -229,9 +239,17 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
             hint = " (set EVENTGRAPH_METRICS_TOKEN)" if exc.code == 401 else ""
             print(f"{url}: /metrics answered {exc.code}{hint}")
         except (OSError, ValueError) as exc:
-            print(f"{url}: not reachable ({exc})")
+            unreachable.append(f"{url}: not reachable ({exc})")
+    if len(unreachable) == len(urls):  # nothing to show at all: a refusal, in one line
+        print(
+            f"eventgraph status: no server reachable ({'; '.join(unreachable)});"
+            " `eventgraph projections` reads the database directly",
+            file=sys.stderr,
+        )
+        return 2
+    for line in unreachable:
+        print(line)
     if not first:
-        print("no server reachable; `eventgraph projections` reads the database directly")
         return 1
     time.sleep(args.interval)
     projections_from: Any = None

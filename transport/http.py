@@ -6,13 +6,15 @@ HTTP 200, and nothing a client sends can produce a 500."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import orjson
 from graphql import GraphQLError, OperationType
-from starlette.requests import Request
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from application.auth import AuthError, Principal, TokenVerifier, bearer
@@ -20,13 +22,31 @@ from schema.context import Context
 from schema.errors import format_error
 from schema.limits import MAX_VARIABLES_DEPTH, too_deep
 from schema.results import count, payload, session_position
-from transport.state import transport_state
+from transport.state import transport_state, within_limits
 
 MAX_BODY_BYTES = 256 * 1024
 AT_LEAST_HEADER = "EventGraph-At-Least"
 """Session consistency over HTTP: the same as `extensions.atLeast`."""
 
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+CLIENT_CLOSED_REQUEST = 499
+"""The status logged for a request whose client left before sending all of it (nginx's
+number; nothing is sent, there is no one to send it to)."""
+
 log = logging.getLogger(__name__)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def set_body_timeout(app: Starlette, seconds: float) -> None:
+    """How long a request body may take to arrive, in all (0: no limit)."""
+    app.state.body_timeout_seconds = seconds
+
+
+def _body_timeout(request: Request) -> float:
+    return float(getattr(request.app.state, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS))
 
 
 class ORJSONResponse(JSONResponse):
@@ -48,15 +68,18 @@ def authenticate(
         return None, str(exc)
 
 
-async def _read_body(request: Request) -> bytes | None:
+async def _read_body(request: Request) -> bytes:
+    """The body, whole, within the body timeout (TimeoutError otherwise): a client that
+    promises a body and trickles it must not hold a connection and its file for ever."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        return None
+        raise _BodyTooLarge
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            return None
+    async with asyncio.timeout(_body_timeout(request) or None):
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_BODY_BYTES:
+                raise _BodyTooLarge
     return bytes(body)
 
 
@@ -97,9 +120,18 @@ def _params(
 
 async def graphql_http(request: Request) -> Response:
     if request.method == "POST":
-        body = await _read_body(request)
-        if body is None:
+        try:
+            body = await _read_body(request)
+        except _BodyTooLarge:
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        except TimeoutError:
+            log.info("request body not complete within %g s: answered 408", _body_timeout(request))
+            response = _error(408, "the request body did not arrive in time")
+            response.headers["connection"] = "close"  # what is left of it is not read
+            return response
+        except ClientDisconnect:
+            log.info("the client disconnected before sending its whole request body")
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         try:
             raw = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -139,6 +171,7 @@ async def graphql_http(request: Request) -> Response:
         session_at_least=at_least,
     )
     started = time.perf_counter()
-    result = await executor.execute(prepared.document, context, variables, operation_name)
+    execution = executor.execute(prepared.document, context, variables, operation_name)
+    result = await within_limits(request.app, principal, execution)  # the user's fair share
     count(operation, result, time.perf_counter() - started)
     return ORJSONResponse(payload(result, context.appended))

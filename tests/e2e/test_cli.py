@@ -208,6 +208,114 @@ def test_status_and_publish_refuse_what_they_cannot_use(tmp_path: Path) -> None:
         refused = cli("status", "--url", url, env=env)
         assert refused.returncode == 2 and "not an http(s) URL" in refused.stderr
     unreachable = cli("status", "--url", f"http://127.0.0.1:{free_port()}", env=env)
-    assert unreachable.returncode == 1 and "not reachable" in unreachable.stdout
+    assert unreachable.returncode == 2 and "not reachable" in unreachable.stderr
+    assert len(unreachable.stderr.splitlines()) == 1 and not unreachable.stdout
     without = cli("publish", env=env)
     assert without.returncode == 2 and "EVENTGRAPH_PUBLISH_URL" in without.stderr
+
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
+
+
+def refused_in_one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["projections"],
+        ["park", "orders", "1", "--reason", "x"],
+        ["resume", "orders"],
+        ["migrate"],
+        ["rebuild", "products"],
+        ["project"],
+        ["publish"],
+        ["status"],
+        ["serve", "--port", "0"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_every_command_refuses_an_unreachable_database_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    env = clean_env(tmp_path) | {
+        "DATABASE_URL": UNREACHABLE,
+        "EVENTGRAPH_JWT_SECRET": "s" * 40,
+        "EVENTGRAPH_PUBLISH_URL": "amqp://127.0.0.1:1/",
+        "EVENTGRAPH_PUBLISH_KEY": "k" * 40,
+    }
+    line = refused_in_one_line(cli(*command, env=env))
+    assert line.startswith(f"eventgraph {command[0]}: ")
+    assert "reach" in line
+
+
+def test_park_refuses_a_position_beyond_the_log_in_one_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = clean_env(tmp_path) | {"DATABASE_URL": database_url}
+    for position in ("99999999999999999999", "0", "-5"):
+        line = refused_in_one_line(cli("park", "orders", position, "--reason", "x", env=env))
+        assert "not a log position" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EVENTGRAPH_MAX_CONNECTIONS_PER_USER", "abc"),
+        ("EVENTGRAPH_MAX_CONNECTIONS_PER_IP", "1.5"),
+        ("EVENTGRAPH_MAX_CONNECTIONS", "-1"),
+        ("EVENTGRAPH_HEADER_TIMEOUT_SECONDS", "soon"),
+        ("EVENTGRAPH_BODY_TIMEOUT_SECONDS", "nan"),
+        ("EVENTGRAPH_READ_WAIT_SECONDS", "inf"),
+        ("EVENTGRAPH_MAX_LAG_EVENTS", "lots"),
+        ("EVENTGRAPH_POSITION_POLL_SECONDS", ""),
+    ],
+)
+def test_a_numeric_setting_given_junk_is_refused_in_one_line(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    env = clean_env(tmp_path) | {variable: value, "DATABASE_URL": UNREACHABLE}
+    if value == "":
+        assert cli("schema", env=env).returncode == 0  # empty: the default
+        return
+    line = refused_in_one_line(cli("serve", "--port", "0", env=env))
+    assert variable in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the embedded database's own user exists as root")
+def test_as_root_the_first_run_serves_from_under_a_private_directory() -> None:
+    """`mktemp -d` is 0700, as /root is: the embedded PostgreSQL's user cannot reach a data
+    directory under it, so its cluster lives under /var/lib/eventgraph; the first log line
+    says where."""
+    from eventgraph.database import relocated_home
+
+    private = Path(tempfile.mkdtemp(prefix="eventgraph-private-"))
+    assert private.stat().st_mode & 0o777 == 0o700
+    data = private / "checkout" / ".eventgraph"
+    data.parent.mkdir()
+    home = relocated_home(data)
+    cluster = home / "pg"
+    process = None
+    try:
+        process, url = serve(clean_env(data))
+        assert httpx.get(url + "/healthz", timeout=5).json() == {"status": "ok"}
+        assert private.stat().st_mode & 0o777 == 0o700, "nothing above the data dir opened"
+        assert cluster.stat().st_mode & 0o777 == 0o700
+        assert cluster.stat().st_uid != 0 and home.stat().st_uid == 0
+        assert home.stat().st_mode & 0o777 == 0o755
+        assert (data / "pg-password").stat().st_mode & 0o777 == 0o600
+        assert not (home / "pg-password").exists()
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGINT)
+            output = process.communicate(timeout=60)[0]
+            logged = [line for line in output.splitlines() if " INFO " in line]
+            assert str(cluster) in logged[0], output
+            assert "Traceback" not in output
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)

@@ -109,13 +109,46 @@ def test_a_second_process_joins_and_the_last_one_stops_it(base: Path) -> None:
         assert asyncio.run(current_user(again)) == "postgres"
 
 
-def test_a_data_directory_that_its_user_cannot_reach_is_refused_not_opened(base: Path) -> None:
+def test_a_data_directory_that_its_user_cannot_reach_keeps_its_cluster_elsewhere(
+    base: Path,
+) -> None:
+    """Under a 0700 directory (as /root, as any `mktemp -d`), the cluster lives in root's
+    /var/lib/eventgraph/<hash>, 0700 and its user's; the password stays in the data
+    directory; nothing above the data directory is opened; other users still need it."""
+    from eventgraph.database import relocated_home
+
     closed = base / "closed"
     closed.mkdir(mode=0o700)
     closed.chmod(0o700)
-    with pytest.raises(RuntimeError, match="cannot reach"), embedded_postgres(closed / "data"):
-        pass
-    assert closed.stat().st_mode & 0o777 == 0o700
+    data_dir = closed / "data"
+    home = relocated_home(data_dir.resolve())
+    try:
+        with embedded_postgres(data_dir) as url:
+            assert asyncio.run(current_user(url)) == "postgres"
+            assert closed.stat().st_mode & 0o777 == 0o700
+            assert data_dir.stat().st_mode & 0o777 == 0o700
+            assert (data_dir / "pg-password").stat().st_mode & 0o777 == 0o600
+            assert not (data_dir / "pg").exists()
+            assert home.stat().st_uid == 0 and home.stat().st_mode & 0o777 == 0o755
+            for private in (home / "pg", home / "pg-run"):
+                assert private.stat().st_mode & 0o777 == 0o700
+                assert private.stat().st_uid != 0
+            assert home.parent.stat().st_mode & 0o022 == 0, "no one else may write above it"
+            psql = str(_installed_binaries() / "bin" / "psql")
+            run_dir = home / "pg-run"
+            run_dir.chmod(0o755)  # even with the socket opened up, a password is needed
+            (run_dir / ".s.PGSQL.5432").chmod(0o777)
+            try:
+                tried = as_nobody(
+                    psql, "-h", str(run_dir), "-U", "postgres", "-w", "-c", "SELECT 1"
+                )
+                assert tried.returncode != 0 and "password" in tried.stderr, tried.stderr
+            finally:
+                run_dir.chmod(0o700)
+        with embedded_postgres(data_dir) as again:  # and again: the same cluster, data kept
+            assert asyncio.run(current_user(again)) == "postgres"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_a_planted_postmaster_pid_is_neither_joined_nor_signalled(base: Path) -> None:
@@ -123,7 +156,7 @@ def test_a_planted_postmaster_pid_is_neither_joined_nor_signalled(base: Path) ->
     trusted if that process is this data directory's postgres."""
     from eventgraph.database import _Layout, _postmaster
 
-    layout = _Layout(base / "planted")
+    layout = _Layout(base / "planted", base / "planted")
     layout.pgdata.mkdir(parents=True)
     for pid in (1, os.getpid()):  # init, and a process that is not postgres
         (layout.pgdata / "postmaster.pid").write_text(
