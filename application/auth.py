@@ -2,12 +2,14 @@
 
 A token is refused unless `exp` is a whole number of seconds no further than
 MAX_LIFETIME_SECONDS ahead (a token that never expires is a password that cannot be
-changed), and `sub` is 1 to 200 characters with no control characters."""
+changed), and `sub` is 1 to 200 characters that no other subject can look like (see
+`valid_sub`); a token naming an audience is refused unless one is configured."""
 
 from __future__ import annotations
 
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,7 +39,37 @@ class AuthError(Exception):
 
 
 def valid_sub(sub: object) -> bool:
-    return isinstance(sub, str) and 1 <= len(sub) <= MAX_SUB and is_clean_text(sub)
+    """1 to MAX_SUB characters in NFC, none of them control, invisible or bidirectional
+    formatting, no space but single inner ones: two subjects that look alike on a page
+    (`alice` and `alice\u200b`, `alice `, an RLO-reversed name) would be two users that
+    nobody can tell apart."""
+    return (
+        isinstance(sub, str)
+        and 1 <= len(sub) <= MAX_SUB
+        and is_clean_text(sub)
+        and unicodedata.is_normalized("NFC", sub)
+        and sub == sub.strip()
+        and "  " not in sub
+        and not any(_invisible(c) for c in sub)
+    )
+
+
+_BLANKS: Final = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
+"""Characters of visible categories that render as nothing: the combining grapheme joiner,
+Hangul and Khmer fillers, the blank Braille pattern."""
+
+
+def _invisible(c: str) -> bool:
+    category = unicodedata.category(c)
+    code = ord(c)
+    return (
+        category in ("Cf", "Zl", "Zp", "Co", "Cn")  # zero-width, bidi controls, unassigned
+        or (category == "Zs" and c != " ")  # no-break and other look-alike spaces
+        or c in _BLANKS
+        or 0xFE00 <= code <= 0xFE0F  # variation selectors
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x180B <= code <= 0x180F
+    )
 
 
 def mint_token(
@@ -51,8 +83,12 @@ def mint_token(
 ) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
+    sub = unicodedata.normalize("NFC", sub) if isinstance(sub, str) else sub
     if not valid_sub(sub):
-        raise ValueError(f"sub must be 1 to {MAX_SUB} characters, no control characters")
+        raise ValueError(
+            f"sub must be 1 to {MAX_SUB} characters: no control, invisible or bidirectional"
+            " characters, no leading, trailing or repeated spaces"
+        )
     if ttl_seconds > MAX_LIFETIME_SECONDS:
         raise ValueError(f"the lifetime must be at most {MAX_LIFETIME_SECONDS} seconds")
     now = int(time.time())
@@ -84,7 +120,11 @@ def verify_token(
     except (ValueError, TypeError, OverflowError):
         raise AuthError("invalid token: malformed claims") from None
     sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")
+    if audience is None and "aud" in claims:  # meant for another service: not ours to accept
+        raise AuthError("invalid token: it names an audience (aud) and none is configured")
     if not isinstance(sub, str) or not valid_sub(sub):
+        # Not normalised here: two spellings that an issuer told apart are not merged into
+        # one user; a sub not in NFC is refused like any other look-alike.
         raise AuthError("invalid token: bad sub")
     if role not in ROLES:
         raise AuthError("invalid token: role must be customer or staff")

@@ -36,7 +36,7 @@ from schema.executor import Executor
 from support import logs, requests
 from support.collector import ScheduledFullCollections
 from transport.origins import HostCheck, Hosts, Origins, header, refuse_host
-from transport.state import Serving, TransportState
+from transport.state import Serving, TransportState, limit_per_user
 from transport.ws import graphql_ws
 
 
@@ -137,7 +137,7 @@ async def healthz(request: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     state = host_state(request.app)
     assert state.runtime is not None
-    return await _ready(state.runtime, state.settings)
+    return await _ready(state.runtime, state.settings, request)
 
 
 async def _health(runtime: Runtime) -> JSONResponse:
@@ -156,11 +156,13 @@ async def _health(runtime: Runtime) -> JSONResponse:
     return JSONResponse({"status": "database unavailable"}, status_code=503)
 
 
-async def _ready(runtime: Runtime, settings: Settings) -> JSONResponse:
+async def _ready(runtime: Runtime, settings: Settings, request: Request) -> JSONResponse:
     for attempt in range(2):
         try:
             async with asyncio.timeout(5):
-                report = await readiness(runtime, settings.max_lag_events)
+                report = await readiness(
+                    runtime, settings.max_lag_events, request=request, token=settings.metrics_token
+                )
             return JSONResponse(report, status_code=200 if report["ready"] else 503)
         except (*CONNECTION_ERRORS, asyncpg.PostgresError, TimeoutError):
             if attempt == 1:
@@ -225,6 +227,11 @@ def create_app(
         Mount("/static", Assets()),
     ]
     state = AppState(settings, TransportState(settings.max_connections_per_user, origins), hosts)
+    limit_per_user(
+        state.transport,
+        operations=settings.max_operations_per_user,
+        subscriptions=settings.max_subscriptions_per_user,
+    )
     app = EventGraphApp(routes=routes, lifespan=lifespan, middleware=origins.middleware())
     app.router.redirect_slashes = False  # a redirect would be built from the Host header
     app.state.host = state
@@ -240,8 +247,8 @@ def create_projector_app(runtime: Runtime, settings: Settings) -> Starlette:
     async def health(_request: Request) -> JSONResponse:
         return await _health(runtime)
 
-    async def ready(_request: Request) -> JSONResponse:
-        return await _ready(runtime, settings)
+    async def ready(request: Request) -> JSONResponse:
+        return await _ready(runtime, settings, request)
 
     async def projector_metrics(request: Request) -> Response:
         return await scrape(request, runtime, transport, settings.metrics_token)

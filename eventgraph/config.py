@@ -25,6 +25,14 @@ def _publish_url(value: str | None) -> str | None:
     return value
 
 
+def _limit(env: Mapping[str, str], name: str, default: int) -> int:
+    """A per-user limit: a whole number, 0 for none."""
+    text = env.get(name) or str(default)
+    if not text.isascii() or not text.isdigit():
+        raise ConfigError(f"{name} must be a whole number (0: no limit), not {text!r}")
+    return int(text)
+
+
 def _publish_key(env: Mapping[str, str]) -> str | None:
     """A forged event signed with a guessable key is as good as an unsigned one: at least 32
     bytes; and in production (a configured JWT secret) a relay needs one configured, since
@@ -95,6 +103,8 @@ class Settings:
     publish_url: str | None = None
     read_database_url: str | None = None
     publish_key: str | None = None
+    max_operations_per_user: int = 8
+    max_subscriptions_per_user: int = 256
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -125,6 +135,8 @@ class Settings:
             publish_url=_publish_url(env.get("EVENTGRAPH_PUBLISH_URL") or None),
             read_database_url=env.get("EVENTGRAPH_READ_DATABASE_URL") or None,
             publish_key=_publish_key(env),
+            max_operations_per_user=_limit(env, "EVENTGRAPH_MAX_OPERATIONS_PER_USER", 8),
+            max_subscriptions_per_user=_limit(env, "EVENTGRAPH_MAX_SUBSCRIPTIONS_PER_USER", 256),
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:

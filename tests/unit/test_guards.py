@@ -194,6 +194,84 @@ def test_any_printable_sub_is_a_valid_caller() -> None:
         assert verify_token(SECRET, mint_token(SECRET, sub, "customer")).sub == sub
 
 
+def test_a_token_naming_an_audience_is_refused_when_none_is_configured() -> None:
+    """Before: `aud` was ignored without EVENTGRAPH_JWT_AUDIENCE, so a token meant for
+    another service on the same secret was taken here."""
+    elsewhere = mint_token(SECRET, "ann", "customer", audience="billing")
+    with pytest.raises(AuthError, match="audience"):
+        verify_token(SECRET, elsewhere)
+    now = int(time.time())
+    for aud in ["", [], ["billing"]]:
+        with pytest.raises(AuthError):
+            verify_token(
+                SECRET, _token({"sub": "ann", "role": "customer", "exp": now + 60, "aud": aud})
+            )
+    assert verify_token(SECRET, mint_token(SECRET, "ann", "customer")).sub == "ann"
+
+
+LOOK_ALIKES = [
+    "alice\u200b",  # zero-width space
+    "\u200balice",
+    "al\u200dice",  # zero-width joiner
+    "al\u200cice",  # zero-width non-joiner
+    "alice\u2060",  # word joiner
+    "\ufeffalice",  # byte order mark
+    "alice ",  # trailing space
+    " alice",
+    "ali  ce",  # two spaces: one on a page
+    "alice\u00a0",
+    "ali\u00a0ce",  # no-break space
+    "ali\u3000ce",  # ideographic space
+    "\u202eecila",  # right-to-left override
+    "\u202dalice",  # left-to-right override
+    "\u202aalice\u202c",  # embedding and pop
+    "\u202balice",
+    "\u2066alice\u2069",  # isolates
+    "\u2067alice",
+    "\u2068alice",
+    "alice\u200e",  # left-to-right mark
+    "alice\u200f",
+    "alice\u061c",  # Arabic letter mark
+    "ali\u00adce",  # soft hyphen
+    "alice\u034f",  # combining grapheme joiner
+    "alice\ufe0f",  # variation selector
+    "alice\u3164",  # Hangul filler
+    "alice\u2800",  # blank Braille pattern
+    "alice\u2028",  # line separator
+    "alice\ue000",  # private use
+]
+
+
+@pytest.mark.parametrize("sub", LOOK_ALIKES)
+def test_a_sub_with_invisible_or_bidirectional_characters_is_refused_minting_and_verifying(
+    sub: str,
+) -> None:
+    with pytest.raises(ValueError, match="invisible or bidirectional"):
+        mint_token(SECRET, sub, "customer")
+    claims = {"sub": sub, "role": "customer", "exp": int(time.time()) + 60}
+    with pytest.raises(AuthError, match="bad sub"):
+        verify_token(SECRET, _token(claims))
+
+
+def test_a_sub_is_normalised_to_nfc_when_minted_and_refused_otherwise_when_verified() -> None:
+    decomposed, composed = "Zoe\u0308", "Zo\u00eb"
+    minted = verify_token(SECRET, mint_token(SECRET, decomposed, "customer"))
+    assert minted.sub == composed
+    claims = {"sub": decomposed, "role": "customer", "exp": int(time.time()) + 60}
+    with pytest.raises(AuthError, match="bad sub"):  # never merged into another spelling
+        verify_token(SECRET, _token(claims))
+    for sub in [
+        "ann smith",
+        "José",
+        "Ελένη",
+        "محمد",
+        "\u05d9\u05d5\u05e1\u05d9",
+        "사용자",
+        "x" * 200,
+    ]:
+        assert verify_token(SECRET, mint_token(SECRET, sub, "customer")).sub == sub
+
+
 @dataclass(frozen=True)
 class Unregistered:
     schema_version: ClassVar[int] = 1

@@ -29,7 +29,7 @@ from schema.results import as_graphql_error, count, payload, session_position
 from schema.sharing import SHARED
 from support import metrics, requests
 from support.background import close_quietly
-from transport.state import transport_state
+from transport.state import OverLimit, over_limit, transport_state
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +299,19 @@ class Session(ABC):
         if isinstance(operation, GraphQLError):
             await self.error(op_id, [operation])
             return
+        counted = self.count_subscription() if operation is OperationType.SUBSCRIPTION else None
+        if counted is False:
+            limit = self.state.max_subscriptions_per_user
+            await self.error(
+                op_id,
+                [
+                    GraphQLError(
+                        f"at most {limit} subscriptions per user, across all its connections",
+                        extensions={"code": "BAD_REQUEST"},
+                    )
+                ],
+            )
+            return
         self._operations += 1
         request_id = f"{self.request_id}.{self._operations}"
         context = Context(
@@ -322,6 +335,26 @@ class Session(ABC):
                 self.subscriptions.pop(op_id, None) if self.subscriptions.get(op_id) is t else None
             )
         )
+        if counted:
+            task.add_done_callback(lambda _: self.uncount_subscription())
+
+    def count_subscription(self) -> bool:
+        """Count one more subscription of this user in this process, if it is within the
+        per-user limit: the per-connection cap alone let one user hold 64 sockets' worth."""
+        assert self.principal is not None
+        per_user = self.state.subscriptions_per_user
+        limit = self.state.max_subscriptions_per_user
+        if limit and per_user[self.principal.sub] >= limit:
+            return False
+        per_user[self.principal.sub] += 1
+        return True
+
+    def uncount_subscription(self) -> None:
+        assert self.principal is not None
+        per_user = self.state.subscriptions_per_user
+        per_user[self.principal.sub] -= 1
+        if per_user[self.principal.sub] <= 0:
+            del per_user[self.principal.sub]
 
     async def error(self, op_id: str, errors: list[GraphQLError]) -> None:
         formatted = [format_error(e) for e in errors]
@@ -351,7 +384,14 @@ class Session(ABC):
         try:
             if operation is not OperationType.SUBSCRIPTION:
                 requests.REQUEST_ID.set(request_id)  # the events it appends carry it
-                result = await self.executor.execute(document, context, variables, operation_name)
+                try:
+                    sub = self.principal.sub if self.principal else None
+                    async with self.state.operations.hold(sub):
+                        result = await self.executor.execute(
+                            document, context, variables, operation_name
+                        )
+                except OverLimit as refusal:
+                    result = ExecutionResult(None, [over_limit(refusal)])
                 count(operation, result, time.perf_counter() - started)
                 body = payload(result, context.appended)
                 await self.send({"type": self.NEXT, "id": op_id, "payload": body})
