@@ -45,6 +45,19 @@ TIMES = "\u00d7"  # the multiplication sign of "2 x Lamp" as the page writes it
 MONEY = re.compile(r"^€\d{1,3}(,\d{3})*\.\d{2}$")
 
 
+async def register(site: Server, bearer: str, **variables: Any) -> int:
+    """Register a product through another client and wait until the products read model
+    has it, so that a page opened next reads it (the page cannot know this client's write)."""
+    position: int = (await gql(site, bearer, REGISTER, **variables))["registerProduct"]["position"]
+    await gql(
+        site,
+        bearer,
+        "query($at: Position) { products(first: 1, atLeast: $at) { pageInfo { hasNextPage } } }",
+        at=position,
+    )
+    return position
+
+
 def sku() -> str:
     return "B-" + uuid.uuid4().hex[:8].upper()
 
@@ -95,7 +108,7 @@ def order_row(page: Page, order_id: str) -> Any:
 async def test_staff_see_other_clients_writes_within_a_second(page: Page, site: Server) -> None:
     product = sku()
     staff = token("stella", "staff")
-    await gql(site, staff, REGISTER, sku=product)
+    await register(site, staff, sku=product)
     await signed_in(page, site, "stella", "staff")
     assert "token" not in page.url, "the token leaves the address bar"
     row = stock_row(page, product)
@@ -177,7 +190,7 @@ async def test_cancelling_a_paid_order_asks_first_and_declining_changes_nothing(
 ) -> None:
     product = sku()
     staff = token("stella", "staff")
-    await gql(site, staff, REGISTER, sku=product)
+    await register(site, staff, sku=product)
     carol = token("carol")
     paid = (await gql(site, carol, PLACE, sku=product))["placeOrder"]["orderId"]
     await gql(site, carol, PAY, id=paid)
@@ -233,7 +246,7 @@ async def test_an_error_reads_as_a_sentence_with_its_code_on_demand_and_stays_in
     page: Page, site: Server
 ) -> None:
     taken = sku()
-    await gql(site, token("stella", "staff"), REGISTER, sku=taken)
+    await register(site, token("stella", "staff"), sku=taken)
     await page.set_viewport_size({"width": 1280, "height": 900})
     await signed_in(page, site, "stella", "staff")
     await page.locator("#register-sku").fill(taken)
@@ -264,7 +277,7 @@ async def test_an_error_reads_as_a_sentence_with_its_code_on_demand_and_stays_in
 
 async def test_a_customer_gets_a_shop_with_their_orders(page: Page, site: Server) -> None:
     product = sku()
-    await gql(site, token("stella", "staff"), REGISTER, sku=product)
+    await register(site, token("stella", "staff"), sku=product)
     await signed_in(page, site, "dora", "customer")
     card = page.locator(f'#shop-list li[data-sku="{product}"]')
     await expect(card).to_contain_text("Lamp")
@@ -459,7 +472,7 @@ async def test_an_expired_sign_in_pauses_every_action_until_a_new_token_is_paste
     page: Page, site: Server
 ) -> None:
     product = sku()
-    await gql(site, token("stella", "staff"), REGISTER, sku=product)
+    await register(site, token("stella", "staff"), sku=product)
     name = f"dora-{uuid.uuid4().hex[:6]}"
     before = (await gql(site, token(name), PLACE, sku=product))["placeOrder"]["orderId"]
     short = mint_token(SECRET, name, "customer", ttl_seconds=6)
@@ -518,7 +531,7 @@ async def test_every_panel_catches_up_after_server_restarts(
     staff = token("stella", "staff")
     rita = f"rita-{uuid.uuid4().hex[:6]}"
     buyers = [token(rita), token(f"sam-{uuid.uuid4().hex[:6]}")]
-    await gql(site, staff, REGISTER, sku=product, stock=1000)
+    await register(site, staff, sku=product, stock=1000)
     own = start_server(site_database, tmp_path)
     port = int(own.url.rsplit(":", 1)[1])
     staff_page = customer_page = None
