@@ -89,6 +89,9 @@ def serve(database_url: str) -> Iterator[tuple[str, int, dict[str, str]]]:
             "DATABASE_URL": database_url,
             "EVENTGRAPH_JWT_SECRET": SECRET,
             "EVENTGRAPH_DATA_DIR": tmp,
+            # 32 requests of one customer in flight while preparing: no fair-use caps
+            "EVENTGRAPH_MAX_OPERATIONS_PER_USER": "0",
+            "EVENTGRAPH_MAX_CONNECTIONS_PER_IP": "0",
         }
         with open(os.path.join(tmp, "server.log"), "wb") as log:
             process = subprocess.Popen(

@@ -47,6 +47,7 @@ def relay_process(url: str, data_dir: str) -> subprocess.Popen[bytes]:
         "EVENTGRAPH_PUBLISH_URL": AMQP_URL,
         "EVENTGRAPH_DATA_DIR": data_dir,
         "EVENTGRAPH_JWT_SECRET": "bench-relay-" + "x" * 32,
+        "EVENTGRAPH_PUBLISH_KEY": "bench-relay-key-" + "k" * 32,  # the relay signs each message
     }
     command = [sys.executable, "-m", "eventgraph.cli", "publish"]
     return subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
