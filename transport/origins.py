@@ -100,15 +100,19 @@ class Hosts:
         return self.any_host and ("*", None) not in self.allowed
 
     def allows(self, host: str | None) -> bool:
+        # What DNS rebinding needs is a browser sending an attacker's name as Host. No browser
+        # omits Host (an HTTP/1.0 health probe may), and none sends a loopback name for a page
+        # that is not on this machine: those always pass (`eventgraph status --url
+        # http://localhost:8000` inside a container, probes without Host).
         if host is None:
-            return self.any_host  # HTTP/1.0 without Host: no browser sends that
+            return True
         parsed = split_host(host)
         if parsed is None or parsed[0].startswith("*"):
             return False
         if self.any_host:
             return True
         name, port = parsed
-        if self.addresses and _is_address(name):
+        if name in LOCAL_HOSTS or (self.addresses and _is_address(name)):
             return True
         for allowed, allowed_port in self.allowed:
             if allowed_port is not None and allowed_port != port:

@@ -130,6 +130,17 @@ def test_a_host_not_listed_is_refused_over_http_and_at_the_websocket_handshake(
     assert handshake(listed, f"evil.example:{port}") == 400
 
 
+def test_loopback_names_and_a_missing_host_always_pass(listed: Server) -> None:
+    """No rebinding page sends them: a browser sends the page's own name. So a command run
+    inside the container (`eventgraph status --url http://localhost:8000`) and an HTTP/1.0
+    probe without Host keep working when EVENTGRAPH_ALLOWED_HOSTS is set."""
+    port = port_of(listed)
+    for host in [f"localhost:{port}", "localhost", f"[::1]:{port}"]:
+        assert get(listed, "/healthz", host).status_code == 200, host
+    answer = raw(listed, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert status_of(answer) == 200
+
+
 def test_development_answers_only_to_localhost_names(development: Server) -> None:
     port = port_of(development)
     for host in [f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"]:
