@@ -378,19 +378,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+REFUSALS = (
+    ConfigError,
+    EmbeddedDatabaseError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+"""What the input or the surroundings refuse (a setting, the database, the network, a file):
+one line and exit 2. Anything else is a bug."""
+
+
 def _refusal(exc: Exception) -> str:
     """What stopped a command, as one line: a setting, the embedded database, a database
-    that cannot be reached or refuses, or (last resort) an error we did not foresee."""
+    that cannot be reached or refuses, a file."""
     if isinstance(exc, ConfigError | EmbeddedDatabaseError):
         text = str(exc)
     elif isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
         text = f"cannot reach the database: {exc or type(exc).__name__}"
     elif isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
         text = f"the database refused: {exc}"
-    elif isinstance(exc, OSError):
-        text = str(exc)
     else:
-        text = f"unexpected {type(exc).__name__}: {exc}"
+        text = str(exc) or type(exc).__name__
     return " ".join(text.split())
 
 
@@ -406,10 +418,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # every refusal is one line and exit 2, never a traceback
-        logging.getLogger(__name__).debug("%s failed", args.command, exc_info=True)
+    except REFUSALS as exc:  # every refusal is one line and exit 2, never a traceback
         print(f"eventgraph {args.command}: {_refusal(exc)}", file=sys.stderr)
         return 2
+    except Exception:
+        # Not a refusal of the input or the surroundings but a bug of ours: its traceback,
+        # and exit 1, so that a script tells it from "refused" and a report can be filed.
+        logging.getLogger(__name__).exception(
+            "eventgraph %s failed: a bug, please report it", args.command
+        )
+        return 1
 
 
 if __name__ == "__main__":

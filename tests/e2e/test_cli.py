@@ -319,3 +319,20 @@ def test_as_root_the_first_run_serves_from_under_a_private_directory() -> None:
             assert "Traceback" not in output
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(private, ignore_errors=True)
+
+
+def test_a_bug_is_told_apart_from_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A refusal is one line and exit 2; an error of ours is not hidden as one: it exits 1
+    with its traceback, so that a script can tell them apart and a report can be filed."""
+    from eventgraph import cli
+
+    def broken(*_args: object, **_kwargs: object) -> str:
+        raise KeyError("internal bug")
+
+    monkeypatch.setenv("EVENTGRAPH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EVENTGRAPH_JWT_SECRET", "s" * 40)
+    monkeypatch.setattr(cli, "mint_token", broken)
+    assert cli.main(["token", "--sub", "alice", "--role", "customer"]) == 1
+    assert "Traceback" in capsys.readouterr().err
