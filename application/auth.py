@@ -2,7 +2,7 @@
 
 A token is refused unless `exp` is a whole number of seconds no further than
 MAX_LIFETIME_SECONDS ahead (a token that never expires is a password that cannot be
-changed), and `sub` is 1 to 200 characters that no other subject can look like (see
+changed), and `sub` is 1 to 200 characters with nothing a page does not show (see
 `valid_sub`); a token naming an audience is refused unless one is configured."""
 
 from __future__ import annotations
