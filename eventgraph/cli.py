@@ -73,18 +73,19 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     http_protocol, ws_protocol = protocols(limits)
 
-    _, generated = settings.resolve_jwt_secret()
-    if generated:
-        print(
-            f"EVENTGRAPH_JWT_SECRET is not set: using a development secret kept in "
-            f"{settings.data_dir / 'jwt-secret'}.\n"
-            f"Mint a token with: eventgraph token --sub alice --role customer",
-            file=sys.stderr,
-        )
     # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it unwinds through
     # the `with` below, so the embedded PostgreSQL is stopped on SIGTERM as on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # The embedded database's line (where it lives) comes first, then the secret's.
     with database_url(settings.database_url, settings.data_dir) as dsn:
+        _, generated = settings.resolve_jwt_secret()
+        if generated:
+            print(
+                f"EVENTGRAPH_JWT_SECRET is not set: using a development secret kept in "
+                f"{settings.data_dir / 'jwt-secret'}.\n"
+                f"Mint a token with: eventgraph token --sub alice --role customer",
+                file=sys.stderr,
+            )
         # Refused here, in one line, rather than as a traceback from the app's startup.
         asyncio.run(_reachable(dsn))
         app = create_app(dsn, settings)
