@@ -114,6 +114,8 @@ def protocols(limits: ConnectionLimits) -> tuple[type[Any], type[Any]]:
     class GuardedHttp(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
         _admitted = False
+        _in_message = False
+        _kept_alive = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -133,7 +135,8 @@ def protocols(limits: ConnectionLimits) -> tuple[type[Any], type[Any]]:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._deadline is None:  # a later request on a kept-alive connection
+            self._in_message = True
+            if self._deadline is None:  # a pipelined request, begun before the last answer
                 self._arm(limits.header_timeout, self._headers_too_slow)
 
         def on_headers_complete(self) -> None:
@@ -144,7 +147,25 @@ def protocols(limits: ConnectionLimits) -> tuple[type[Any], type[Any]]:
 
         def on_message_complete(self) -> None:
             self._disarm()
+            self._in_message = False
             super().on_message_complete()
+            if self.cycle is not None and self.cycle.response_complete:
+                self._await_next_request()  # answered before its body was all in
+
+        def on_response_complete(self) -> None:
+            pipelined = bool(self.pipeline)
+            super().on_response_complete()
+            if not (pipelined or self._in_message):
+                self._await_next_request()
+
+        def _await_next_request(self) -> None:
+            # Idle and the next request's headers share one deadline, armed here and not
+            # reset by what arrives: uvicorn's keep-alive timer restarts on every byte, and
+            # the parser skips blank lines between requests (no message ever begins), so
+            # "\r\n" now and then would otherwise hold the connection for ever.
+            if not self.transport.is_closing():
+                self._kept_alive = True
+                self._arm(limits.header_timeout, self._headers_too_slow)
 
         def handle_websocket_upgrade(self) -> None:
             # The WebSocket protocol takes the transport, and with it the slot.
@@ -170,7 +191,10 @@ def protocols(limits: ConnectionLimits) -> tuple[type[Any], type[Any]]:
                     self.client[0] if self.client else "?",
                     limits.header_timeout,
                 )
-                self.transport.write(TOO_SLOW)
+                # An idle kept-alive connection is closed without a word, as uvicorn's own
+                # keep-alive timeout does: a client's pool may be sending on it just now.
+                if self._in_message or not self._kept_alive:
+                    self.transport.write(TOO_SLOW)
                 self.transport.close()
 
         def _body_too_slow(self) -> None:

@@ -230,3 +230,62 @@ def test_a_client_that_leaves_mid_body_is_logged_as_a_disconnect(guarded: Server
     new = log_lines(guarded)[before:]
     assert any("disconnected" in line for line in new), new
     assert not [line for line in new if "Traceback" in line or " ERROR " in line], new
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body, read from a kept-alive connection."""
+    sock.settimeout(5)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole response: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a whole response: {received!r}"
+        body += chunk
+    return head
+
+
+def trickle_blank_lines(sock: socket.socket) -> None:
+    """Send "\r\n" twice a second: the connection must be closed within the header timeout.
+    The parser skips blank lines between requests, so no request ever begins; each byte
+    used to reset uvicorn's keep-alive timer and nothing else ran."""
+    answered = time.monotonic()
+    closed = None
+    while time.monotonic() - answered < HEADER_TIMEOUT + 6:
+        try:
+            sock.sendall(b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = b""
+            break
+        closed = read_until_closed(sock, 0.5)
+        if closed is not None:
+            break
+    assert closed is not None, "the connection was still open long after the timeout"
+    assert time.monotonic() - answered < HEADER_TIMEOUT + 2
+
+
+def test_a_kept_alive_connection_that_trickles_blank_lines_is_cut_after_the_timeout(
+    guarded: Server,
+) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with connect(guarded, "127.0.0.71") as sock:
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(HEADER_TIMEOUT / 3)  # a next request in time is served as ever
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        trickle_blank_lines(sock)
+    # answered before its body was in (a route that does not read it), then the body
+    with connect(guarded, "127.0.0.72") as sock:
+        sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 405")
+        sock.sendall(b"0123456789")
+        trickle_blank_lines(sock)
