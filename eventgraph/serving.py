@@ -9,7 +9,9 @@ uvicorn runs here: httptools for HTTP, websockets' sans-I/O one for WebSockets."
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
 import resource
 import time
 from collections import Counter
@@ -58,15 +60,73 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def client_key(ip: str) -> str:
+    """Whom the per-address cap counts a peer as: an IPv4 address, its own even when a
+    dual-stack socket shows it as ::ffff:a.b.c.d, or an IPv6 /64 (one subscriber's
+    network: a single client can take any number of its addresses)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip  # a Unix socket's peer, which has no address
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
+
+
+class TrustedProxies:
+    """The peers uvicorn believes X-Forwarded-For from: FORWARDED_ALLOW_IPS, read as uvicorn
+    reads it (`eventgraph serve` leaves the setting to uvicorn): "*" for any peer, or
+    addresses, networks and literal names separated by commas."""
+
+    def __init__(self, spec: str) -> None:
+        self.everyone = spec.strip() == "*"
+        self.addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.literals: set[str] = set()
+        for entry in (item.strip() for item in spec.split(",")):
+            try:
+                if "/" in entry:
+                    self.networks.append(ipaddress.ip_network(entry))
+                else:
+                    self.addresses.add(ipaddress.ip_address(entry))
+            except ValueError:
+                self.literals.add(entry)
+
+    @classmethod
+    def from_environment(cls) -> TrustedProxies:
+        return cls(os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
+
+    def __contains__(self, ip: str) -> bool:
+        if self.everyone:
+            return True
+        if not ip:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return ip in self.literals
+        return address in self.addresses or any(address in net for net in self.networks)
+
+    def __str__(self) -> str:
+        if self.everyone:
+            return "*"
+        entries = [*map(str, self.addresses), *map(str, self.networks), *self.literals]
+        return ",".join(sorted(entry for entry in entries if entry))
+
+
 @dataclass
 class ConnectionLimits:
-    """The open connections (HTTP and WebSocket alike) by client address. 0 turns a cap or a
-    timeout off."""
+    """The open connections (HTTP and WebSocket alike) by client (`client_key`). 0 turns a
+    cap or a timeout off. A trusted proxy speaks for every client behind it, so it is held
+    to the total only: the per-client cap belongs at the proxy."""
 
     total: int
     per_ip: int
     header_timeout: float
     body_timeout: float
+    trusted: TrustedProxies = field(default_factory=TrustedProxies.from_environment)
     open: dict[int, str] = field(default_factory=dict)
     by_ip: Counter[str] = field(default_factory=Counter)
     refused: int = 0
@@ -76,10 +136,11 @@ class ConnectionLimits:
         """Count the connection in, or say why it is refused."""
         if self.total and len(self.open) >= self.total:
             return self._refuse(ip, f"{self.total} connections open in all")
-        if self.per_ip and self.by_ip[ip] >= self.per_ip:
-            return self._refuse(ip, f"{self.per_ip} connections open from this address")
-        self.open[key] = ip
-        self.by_ip[ip] += 1
+        client = client_key(ip)
+        if self.per_ip and self.by_ip[client] >= self.per_ip and ip not in self.trusted:
+            return self._refuse(ip, f"{self.per_ip} connections open from {client}")
+        self.open[key] = client
+        self.by_ip[client] += 1
         return None
 
     def release(self, key: int) -> None:
@@ -101,6 +162,12 @@ class ConnectionLimits:
 
 def protocols(limits: ConnectionLimits) -> tuple[type[Any], type[Any]]:
     """uvicorn's HTTP and WebSocket protocol classes, bound to `limits`."""
+    if limits.per_ip:
+        log.info(
+            "trusted proxies (FORWARDED_ALLOW_IPS) are held to the total only, not to the"
+            " per-client cap: %s",
+            str(limits.trusted) or "none",
+        )
 
     class GuardedWebSocket(WebSocketsSansIOProtocol):
         """Holds the slot its HTTP connection took, until the socket closes."""

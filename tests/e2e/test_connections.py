@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from eventgraph.serving import ConnectionLimits, TrustedProxies, client_key
 from tests.e2e.conftest import Server, start_server, stop_server
 
 HEADER_TIMEOUT = 1.5
@@ -150,6 +151,60 @@ def test_connections_beyond_the_per_address_cap_are_refused_and_others_are_serve
         again.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         answer = read_until_closed(again, 5)
         assert answer is not None and answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_a_trusted_proxy_is_not_held_to_the_per_address_cap(guarded: Server) -> None:
+    # 127.0.0.1 is in uvicorn's default FORWARDED_ALLOW_IPS: a proxy on this machine, whose
+    # address every client behind it shares. Connections from it count only in the total.
+    held = [connect(guarded, "127.0.0.1") for _ in range(PER_IP + 3)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for sock in held:
+            assert read_response(sock).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_clients_are_counted_by_ipv4_address_and_by_ipv6_slash_64() -> None:
+    assert client_key("203.0.113.9") == "203.0.113.9"
+    assert client_key("::ffff:203.0.113.9") == "203.0.113.9"  # a dual-stack socket's IPv4
+    assert client_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("fe80::1%eth0") == "fe80::/64"
+    assert client_key("") == ""  # a Unix socket: no address, one client
+    assert client_key("not an address") == "not an address"
+
+
+def test_the_per_address_cap_spares_trusted_proxies_and_counts_an_ipv6_slash_64_as_one() -> None:
+    limits = ConnectionLimits(
+        total=13,
+        per_ip=2,
+        header_timeout=0,
+        body_timeout=0,
+        trusted=TrustedProxies("127.0.0.1, 10.0.0.0/8,::1"),
+    )
+    for n in range(2):
+        assert limits.admit(n, f"2001:db8::{n + 1}") is None
+    assert limits.admit(2, "2001:db8::ffff:1") is not None  # the same /64
+    assert limits.admit(3, "2001:db8:0:1::1") is None  # another /64
+    for n in range(10, 15):
+        assert limits.admit(n, "10.1.2.3") is None
+        assert limits.admit(n + 10, "127.0.0.1") is None
+    assert limits.admit(30, "10.1.2.3") is not None  # the total still holds
+    limits.release(0)
+    assert limits.admit(0, "2001:db8::9") is None
+    assert len(limits.open) == 13
+
+    everyone = TrustedProxies("*")
+    assert "192.0.2.1" in everyone and "" in everyone
+    default = TrustedProxies("127.0.0.1,::1")
+    assert "127.0.0.1" in default and "::1" in default
+    assert "127.0.0.2" not in default and "" not in default and "10.0.0.1" not in default
+    assert "10.9.9.9" in TrustedProxies("10.0.0.0/8") and "unix" in TrustedProxies("unix")
+    assert "10.0.0.1" not in TrustedProxies("10.0.0.1/8")  # not a network: as uvicorn reads it
 
 
 def websocket(server: Server, source: str) -> socket.socket:
