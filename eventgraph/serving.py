@@ -131,14 +131,25 @@ class ConnectionLimits:
     by_ip: Counter[str] = field(default_factory=Counter)
     refused: int = 0
     logged_at: float = 0.0
+    trusted_beyond_cap_logged: bool = False
 
     def admit(self, key: int, ip: str) -> str | None:
         """Count the connection in, or say why it is refused."""
         if self.total and len(self.open) >= self.total:
             return self._refuse(ip, f"{self.total} connections open in all")
         client = client_key(ip)
-        if self.per_ip and self.by_ip[client] >= self.per_ip and ip not in self.trusted:
-            return self._refuse(ip, f"{self.per_ip} connections open from {client}")
+        if self.per_ip and self.by_ip[client] >= self.per_ip:
+            if ip not in self.trusted:
+                return self._refuse(ip, f"{self.per_ip} connections open from {client}")
+            if not self.trusted_beyond_cap_logged:
+                self.trusted_beyond_cap_logged = True
+                log.info(
+                    "%s, a trusted proxy (FORWARDED_ALLOW_IPS=%s), has more than %d connections"
+                    " open: held to the total only; cap per client at the proxy",
+                    ip,
+                    self.trusted,
+                    self.per_ip,
+                )
         self.open[key] = client
         self.by_ip[client] += 1
         return None
@@ -162,12 +173,6 @@ class ConnectionLimits:
 
 def protocols(limits: ConnectionLimits) -> tuple[type[Any], type[Any]]:
     """uvicorn's HTTP and WebSocket protocol classes, bound to `limits`."""
-    if limits.per_ip:
-        log.info(
-            "trusted proxies (FORWARDED_ALLOW_IPS) are held to the total only, not to the"
-            " per-client cap: %s",
-            str(limits.trusted) or "none",
-        )
 
     class GuardedWebSocket(WebSocketsSansIOProtocol):
         """Holds the slot its HTTP connection took, until the socket closes."""
