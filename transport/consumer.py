@@ -9,7 +9,9 @@ recorded and is acknowledged without running the handler; a crash before the com
 the message unacknowledged, and RabbitMQ delivers it again.
 
 Only signed messages are applied: each carries the relay's HMAC-SHA256 under the publish key
-(`signature` header; EVENTGRAPH_PUBLISH_KEY, which the consumer is given too). A message
+(`signature` header; EVENTGRAPH_PUBLISH_KEY, which the consumer is given too). To rotate the
+key, give the consumer a list, the new key and the old (`key=[new, old]`; any of them
+verifies), change the relays over, then drop the old one from the list. A message
 without it, with a wrong one, or that is not an event, is never handed to the handler: it
 goes to the consumer's dead-letter queue (`<name>.dead-letter`, bound to the direct exchange
 `eventgraph.dead-letter` by the consumer's name) with the reason in the header
@@ -18,9 +20,14 @@ goes to the consumer's dead-letter queue (`<name>.dead-letter`, bound to the dir
 A handler that raises is tried again, in place (a short growing pause between tries, the
 queue's order kept), up to `max_attempts` times in all; then that message is dead-lettered
 with the last error and the consumer goes on with the next, so one event the handler can
-never apply does not stop every later one. Two failures are not the message's: a lost
+never apply does not stop every later one. Three failures are not the message's: a lost
 database connection (the consumer stops with the message requeued: run it again once the
-database is back), and `StopConsuming`, which a handler raises to stop with the message
+database is back); an error the database gives while it is busy or failing over
+(serialization failure, deadlock, a read-only transaction, too many connections, an
+operator's intervention: SQLSTATE classes 40, 53, 57 but 57014, and 25006), tried again with
+no limit on tries, the pause growing up to `max_retry_pause`, so that a failover of a few
+seconds dead-letters nothing (a handler that wraps such an error keeps it as `__cause__`:
+`raise ... from exc`); and `StopConsuming`, which a handler raises to stop with the message
 requeued, e.g. for a `schemaVersion` newer than it knows. Dead-lettered messages keep their
 body and headers: publish one back to `eventgraph.events` (with its routing key,
 `x-eventgraph-routing-key`) once fixed, and the consumer applies it, once.
@@ -75,6 +82,13 @@ DEAD_LETTER_EXCHANGE: Final = "eventgraph.dead-letter"
 REASON_HEADER: Final = "x-eventgraph-reason"
 MAX_REASON_CHARS: Final = 1000
 
+# The database's own state, not the event's: worth waiting out, never a reason to give an event
+# up. 57014 (query_canceled) stays the handler's: a statement timeout it hits every time would
+# otherwise hold the queue for ever.
+TRANSIENT_SQLSTATE_CLASSES: Final = frozenset({"08", "40", "53", "57"})
+TRANSIENT_SQLSTATES: Final = frozenset({"25006"})  # read-only transaction: a standby, mid-failover
+NOT_TRANSIENT_SQLSTATES: Final = frozenset({"57014"})
+
 PROCESSED = """
 CREATE TABLE IF NOT EXISTS eventgraph_processed_events (
     consumer     text        NOT NULL,
@@ -103,19 +117,22 @@ class Consumer:
         bindings: Sequence[str],
         handle: Handler,
         *,
-        key: str | bytes,
+        key: str | bytes | Sequence[str | bytes],
         max_attempts: int = 5,
         retry_pause: float = 0.1,
+        max_retry_pause: float = 5.0,
         prefetch: int = 100,
     ) -> None:
-        if not key:
+        given = [key] if isinstance(key, (str, bytes)) else list(key)
+        if not given or not all(given):
             raise ValueError("a consumer verifies every message: it needs the publish key")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.url, self.pool, self.name = url, pool, name
         self.bindings, self.handle, self.prefetch = list(bindings), handle, prefetch
-        self.key = key.encode() if isinstance(key, str) else key
+        self.keys = [k.encode() if isinstance(k, str) else bytes(k) for k in given]
         self.max_attempts, self.retry_pause = max_attempts, retry_pause
+        self.max_retry_pause = max_retry_pause
         self.dead_letter_queue = f"{name}.dead-letter"
         self.applied = 0
         self.duplicates = 0
@@ -161,7 +178,9 @@ class Consumer:
         if event is None:  # signed, yet not one of ours: it would never apply
             await self.dead_letter(message, "not an event")
             return
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = 0
+        waits = 0
+        while True:
             try:
                 first = await self._apply_once(message, event)
             except (*CONNECTION_ERRORS, StopConsuming):
@@ -169,6 +188,20 @@ class Consumer:
                 await message.nack(requeue=True)
                 raise
             except Exception as exc:
+                if _transient(exc):
+                    waits += 1
+                    pause = min(self.retry_pause * 2 ** min(waits - 1, 30), self.max_retry_pause)
+                    log.warning(
+                        "consumer %s: event %s waits for the database (try %d, again in %.2fs): %r",
+                        self.name,
+                        message.message_id,
+                        waits,
+                        pause,
+                        exc,
+                    )
+                    await asyncio.sleep(pause)
+                    continue
+                attempt += 1
                 log.warning(
                     "consumer %s: event %s not applied (attempt %d of %d): %r",
                     self.name,
@@ -181,7 +214,9 @@ class Consumer:
                     reason = f"the handler failed {attempt} times; last: {exc!r}"
                     await self.dead_letter(message, reason)
                     return
-                await asyncio.sleep(self.retry_pause * 2 ** (attempt - 1))
+                await asyncio.sleep(
+                    min(self.retry_pause * 2 ** (attempt - 1), self.max_retry_pause)
+                )
                 continue
             await message.ack()
             if first:
@@ -209,15 +244,21 @@ class Consumer:
             given = given.decode("ascii", "replace")
         if not isinstance(given, str):
             return False
-        expected = signature(
-            self.key,
-            message.message_id,
-            message.routing_key,
-            message.type,
-            message.headers,
-            message.body,
-        )
-        return hmac.compare_digest(given.encode(), expected.encode())
+        matches = [
+            hmac.compare_digest(
+                given.encode(),
+                signature(
+                    key,
+                    message.message_id,
+                    message.routing_key,
+                    message.type,
+                    message.headers,
+                    message.body,
+                ).encode(),
+            )
+            for key in self.keys  # every key, so the time taken tells nothing of which matched
+        ]
+        return any(matches)
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         """Move the message to this consumer's dead-letter queue, saying why, then
@@ -242,6 +283,22 @@ class Consumer:
             await self._dead_letters.publish(copy, self.name)
             await message.ack()
         self.dead_lettered += 1
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether `exc`, or an error it was raised from, is the database's passing state."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate not in NOT_TRANSIENT_SQLSTATES:
+            transient = (
+                sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+            )
+            if transient:
+                return True
+        cause, seen = cause.__cause__, seen + 1
+    return False
 
 
 def _event(message: AbstractIncomingMessage) -> dict[str, Any] | None:

@@ -548,3 +548,112 @@ async def test_an_event_the_handler_cannot_apply_is_dead_lettered_after_n_tries_
     )
     assert [r["event_id"] for r in recorded] == [good_id]
     assert DEAD_LETTER_EXCHANGE == "eventgraph.dead-letter"
+
+
+@pytest.mark.parametrize(
+    "transient",
+    [
+        asyncpg.SerializationError("could not serialize access"),
+        asyncpg.DeadlockDetectedError("deadlock detected"),
+        asyncpg.exceptions.ReadOnlySQLTransactionError("read-only transaction (failover)"),
+        asyncpg.TooManyConnectionsError("too many clients already"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_a_transient_database_error_is_waited_out_not_dead_lettered(
+    pool: asyncpg.Pool, amqp_url: str, transient: Exception
+) -> None:
+    """A few seconds of failover (serialization failures, deadlocks, a read-only primary, no
+    free connection) used to cost the message: 5 tries over ~1.5 s, then the dead-letter
+    queue. Such an error is the database's, not the event's: the consumer keeps trying, with
+    no limit on tries, and applies the event once the database answers again."""
+    tries: dict[str, int] = defaultdict(int)
+    applied: list[str] = []
+
+    async def handle(body: dict[str, Any], conn: asyncpg.Connection) -> None:
+        tries[body["eventId"]] += 1
+        await conn.execute("SELECT 1")
+        if tries[body["eventId"]] <= 8:  # well past max_attempts
+            raise transient
+        applied.append(body["data"]["total"])
+
+    consumer, running = await run_consumer(amqp_url, pool, handle, max_attempts=3, retry_pause=0.01)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        exchange = await (await connection.channel()).get_exchange(EXCHANGE)
+        first_id, first = order_placed("1.00")
+        second_id, second = order_placed("2.00")
+        await exchange.publish(signed_message(KEY, first_id, first), "order.OrderPlaced")
+        await exchange.publish(signed_message(KEY, second_id, second), "order.OrderPlaced")
+        await until(lambda: consumer.applied == 2, running)
+    finally:
+        await connection.close()
+        dead = await stop_consumer(amqp_url, consumer, running)
+    assert dead == [] and consumer.dead_lettered == 0
+    assert applied == ["1.00", "2.00"]  # each once, in the queue's order
+    assert tries[first_id] == tries[second_id] == 9
+
+
+async def test_a_handler_error_caused_by_a_transient_one_is_waited_out_too(
+    pool: asyncpg.Pool, amqp_url: str
+) -> None:
+    """A handler that wraps the database's error (`raise ... from exc`) is waited out too;
+    its own failures still count towards `max_attempts`."""
+    tries = 0
+
+    async def handle(_body: dict[str, Any], _conn: asyncpg.Connection) -> None:
+        nonlocal tries
+        tries += 1
+        if tries <= 5:
+            try:
+                raise asyncpg.DeadlockDetectedError("deadlock detected")
+            except asyncpg.DeadlockDetectedError as exc:
+                raise RuntimeError("could not book the invoice") from exc
+
+    consumer, running = await run_consumer(amqp_url, pool, handle, max_attempts=2, retry_pause=0.01)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        exchange = await (await connection.channel()).get_exchange(EXCHANGE)
+        event_id, body = order_placed("3.00")
+        await exchange.publish(signed_message(KEY, event_id, body), "order.OrderPlaced")
+        await until(lambda: consumer.applied == 1, running)
+    finally:
+        await connection.close()
+        dead = await stop_consumer(amqp_url, consumer, running)
+    assert dead == [] and tries == 6
+
+
+async def test_the_consumer_accepts_any_of_several_keys(pool: asyncpg.Pool, amqp_url: str) -> None:
+    """Rotating the publish key: the consumer is given the new key and the old one, and
+    applies messages signed with either while relays change over; others are refused."""
+    old = b"the-previous-publish-key-" + b"o" * 32
+    seen: list[str] = []
+
+    async def handle(body: dict[str, Any], _conn: asyncpg.Connection) -> None:
+        seen.append(body["eventId"])
+
+    consumer = Consumer(
+        amqp_url, pool, f"test-keys-{uuid.uuid4().hex[:8]}", ["#"], handle, key=[KEY, old.decode()]
+    )
+    running = asyncio.create_task(consumer.run())
+    await asyncio.sleep(0.5)  # the queues are declared and bound
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        exchange = await (await connection.channel()).get_exchange(EXCHANGE)
+        new_id, new_body = order_placed("1.00")
+        old_id, old_body = order_placed("2.00")
+        other_id, other_body = order_placed("3.00")
+        await exchange.publish(signed_message(KEY, new_id, new_body), "order.OrderPlaced")
+        await exchange.publish(signed_message(old, old_id, old_body), "order.OrderPlaced")
+        other = signed_message(b"never-a-publish-key-" + b"x" * 32, other_id, other_body)
+        await exchange.publish(other, "order.OrderPlaced")
+        await until(lambda: consumer.applied + consumer.dead_lettered == 3, running)
+    finally:
+        await connection.close()
+        dead = await stop_consumer(amqp_url, consumer, running)
+    assert seen == [new_id, old_id]
+    assert [str(m.message_id) for m in dead] == [other_id]
+    with pytest.raises(ValueError):
+        Consumer(amqp_url, pool, "no-keys", ["#"], handle, key=[])
+    with pytest.raises(ValueError):
+        Consumer(amqp_url, pool, "an-empty-key", ["#"], handle, key=[KEY, b""])
