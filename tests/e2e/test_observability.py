@@ -443,3 +443,38 @@ async def test_two_clients_sending_one_request_id_get_correlation_ids_of_their_o
     for (_, answered), m in zip(found[:2], metadata[:2], strict=True):
         assert m["correlationId"] == answered  # the response names the events' correlation
     assert [m["actor"]["id"] for m in metadata[:2]] == ["ops-carol", "ops-dave"]
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_a_websocket_mutations_log_line_names_the_correlation_id_of_its_events(
+    observed: Server, protocol: str
+) -> None:
+    """The operation's log line was written before its ids were set: the events'
+    correlationId appeared in no log line. Now the line carries it, as an HTTP request's
+    does, so one leads to the other."""
+    sku = f"WSCORR-{uuid.uuid4().hex[:8]}"
+    client = await acked(observed.url, token("ops-staff", "staff"), protocol)
+    variables = {"sku": sku, "name": "Ws", "price": "1.00", "stock": 1}
+    await client.subscribe("m", REGISTER, variables)
+    registered = (await client.next_data("m"))["registerProduct"]
+    await client.ws.close()
+    async with httpx.AsyncClient(timeout=10) as http:
+        found = await gql(
+            http,
+            observed.url,
+            EVENTS,
+            {"after": registered["position"] - 1, "first": 1, "stream": f"product-{sku}"},
+            STAFF,
+        )
+    [event] = found["data"]["events"]
+    correlation_id = event["metadata"]["correlationId"]
+    assert re.fullmatch(r"[0-9a-f]{32}", correlation_id)
+    await asyncio.sleep(0.3)
+    records = [json.loads(line) for line in Path(observed.log).read_text().splitlines() if line]
+    mine = [r for r in records if r.get("correlation_id") == correlation_id]
+    assert any(
+        r.get("operation") == "mutation"
+        and r.get("fields") == ["registerProduct"]
+        and r.get("request_id") == event["metadata"]["requestId"]
+        for r in mine
+    ), mine

@@ -372,18 +372,27 @@ class Session(ABC):
         context: Context,
     ) -> None:
         fields = root_fields(document, operation_name)
+        correlation_id = None
+        if operation is not OperationType.SUBSCRIPTION:
+            # Set before the log line, so that it names the correlation id the events carry.
+            requests.REQUEST_ID.set(request_id)
+            correlation_id = requests.correlation()
         log.info(
             "%s %s",
             operation.value,
             ",".join(fields),
-            extra={"operation": operation.value, "fields": fields, "request_id": request_id},
+            extra={
+                "operation": operation.value,
+                "fields": fields,
+                "request_id": request_id,
+                "correlation_id": correlation_id,
+            },
         )
         field = fields[0] if fields else metrics.UNKNOWN
         del fields  # nothing per subscription is kept that need not be
         started = time.perf_counter()
         try:
             if operation is not OperationType.SUBSCRIPTION:
-                requests.REQUEST_ID.set(request_id)  # the events it appends carry it
                 try:
                     sub = self.principal.sub if self.principal else None
                     async with self.state.operations.hold(sub):
