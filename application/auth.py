@@ -211,7 +211,9 @@ def mint_sign_in_code(
     account only inside `for`, with no `sub` or `role` of its own and its own audience, so
     the API never takes it as a token; a URL, a browser's history or its command line that
     hold it hold nothing reusable once it was exchanged or two minutes passed."""
-    # the same checks as the token it stands for, before anything is signed
+    # The same checks as the token it stands for, before anything is signed, and the same
+    # spelling: the exchange takes only NFC, so a sub typed otherwise must not reach the code.
+    sub = unicodedata.normalize("NFC", sub) if isinstance(sub, str) else sub
     mint_token(secret, sub, role, ttl_seconds)
     if ttl_seconds < 1:
         raise ValueError("the lifetime must be at least 1 second")

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,8 @@ async def test_only_post_is_served(server: Server, users: Users) -> None:
     assert response.status_code == 405
 
 
-def test_token_open_prints_a_one_time_code_and_no_token(server: Server, tmp_path: Path) -> None:
+def token_open(server: Server, tmp_path: Path, sub: str) -> subprocess.CompletedProcess[str]:
+    """`eventgraph token --sub <sub> --role staff --ttl 900 --open`, printing its URL."""
     env = {
         **{
             k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "EVENTGRAPH_"))
@@ -155,9 +157,8 @@ def test_token_open_prints_a_one_time_code_and_no_token(server: Server, tmp_path
     }
     for desktop in ("DISPLAY", "WAYLAND_DISPLAY"):  # print the URL, open no browser
         env.pop(desktop, None)
-    sub = new_sub()
     args = ["token", "--sub", sub, "--role", "staff", "--ttl", "900", "--open"]
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "eventgraph.cli", *args, "--url", server.url],
         env=env,
         capture_output=True,
@@ -165,6 +166,11 @@ def test_token_open_prints_a_one_time_code_and_no_token(server: Server, tmp_path
         timeout=60,
         check=False,
     )
+
+
+def test_token_open_prints_a_one_time_code_and_no_token(server: Server, tmp_path: Path) -> None:
+    sub = new_sub()
+    result = token_open(server, tmp_path, sub)
     assert result.returncode == 0, result.stderr
     url, _, code = result.stdout.strip().partition("#code=")
     assert url == server.url + "/" and code
@@ -177,3 +183,28 @@ def test_token_open_prints_a_one_time_code_and_no_token(server: Server, tmp_path
     assert abs(principal.expires_at - (time.time() + 900)) < 30
     again = httpx.post(server.url + "/auth/exchange", json={"code": code}, timeout=10)
     assert again.status_code == 401
+
+
+def test_a_sub_not_in_nfc_gets_a_code_that_can_be_exchanged(server: Server, tmp_path: Path) -> None:
+    """`token` writes the sub in NFC and the API takes only NFC, but the code kept the sub as
+    typed: a decomposed "José" (as some keyboards and file systems give it) got a code
+    that was refused at every exchange. The code now names the account in NFC."""
+    suffix = uuid.uuid4().hex[:8]
+    decomposed = unicodedata.normalize("NFD", f"José-{suffix}")
+    composed = unicodedata.normalize("NFC", decomposed)
+    assert decomposed != composed
+    result = token_open(server, tmp_path, decomposed)
+    assert result.returncode == 0, result.stderr
+    code = result.stdout.strip().partition("#code=")[2]
+    exchanged = httpx.post(server.url + "/auth/exchange", json={"code": code}, timeout=10)
+    assert exchanged.status_code == 200, exchanged.text
+    assert exchanged.json()["sub"] == composed
+    assert verify_token(SECRET, exchanged.json()["token"]).sub == composed
+    # the same account as a token minted for either spelling
+    assert verify_token(SECRET, mint_token(SECRET, decomposed, "staff")).sub == composed
+
+
+@pytest.mark.parametrize("sub", ["", "alice\u200b", "alice ", "\u202eecila", "x" * 1000, "a\nb"])
+def test_a_code_for_a_sub_a_token_would_refuse_is_refused_too(sub: str) -> None:
+    with pytest.raises(ValueError, match="sub must be"):
+        mint_sign_in_code(SECRET, sub, "staff", 600)
