@@ -7,8 +7,10 @@ fail instead under CI (`CI` set), where `.ci/run` installs both."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -120,6 +122,7 @@ def vite() -> Iterator[str]:
         cwd=WEB,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # npx starts vite as a child: the whole group is stopped
     )
     try:
         deadline = time.monotonic() + 30
@@ -134,7 +137,8 @@ def vite() -> Iterator[str]:
             time.sleep(0.2)
         yield ALLOWED_ORIGIN
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(10)
 
 
