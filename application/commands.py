@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Generic, TypeVar
 
 from domain import order, product
@@ -13,6 +14,19 @@ from domain.ids import OrderId
 from domain.values import Actor
 
 S = TypeVar("S")
+
+PAYMENT_WINDOW = timedelta(seconds=1800)
+"""EVENTGRAPH_PAYMENT_WINDOW_SECONDS' default."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The shop's settings that commands decide by (from the environment, at start)."""
+
+    payment_window: timedelta | None = PAYMENT_WINDOW
+    """How long a placed order waits for its payment; None: forever."""
+    low_stock_threshold: int = 5
+    """Available stock below which a product is flagged low on stock; 0: never."""
 
 
 class Command(Generic[S]):
@@ -63,3 +77,22 @@ class CancelOrder(Command[order.Order]):
     actor: Actor
     order_id: OrderId
     reason: str
+
+
+@dataclass(frozen=True)
+class ExpireOrder(Command[order.Order]):
+    """The server's own (the order-expiry reaction): never from a client."""
+
+    actor: Actor
+    order_id: OrderId
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class FlagLowStock(Command[product.Product]):
+    """The server's own (the low-stock reaction): never from a client."""
+
+    actor: Actor
+    sku: str
+    threshold: int
+    idempotency_key: str | None = None

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from application import snapshots
 from application.cache import CachedState, StateCache
+from application.commands import Policy
 from application.groups import Groups, Member
 from application.idempotency import Conflict, Idempotency
 from application.locks import StreamLocks
@@ -98,9 +99,15 @@ class Executed:
 class CommandHandler:
     """Runs a decision against the event log: see the module's docstring."""
 
-    def __init__(self, store: EventStore, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Callable[[], datetime] | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.policy = policy or Policy()
         self._locks = StreamLocks()
         self._cache = StateCache()
         self._groups = Groups(self._commit_group)

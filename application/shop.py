@@ -11,8 +11,11 @@ from typing import Any
 
 from application import commands, reviews
 from application.commands import Command, S
+from application.expiry import OrderExpiry
 from application.handler import CommandHandler, CommandResult, Loaded
 from application.idempotency import Idempotency
+from application.low_stock import LowStock
+from application.reactions import Reaction
 from domain import order, product, values
 from domain import shop as rules
 from domain.aggregate import DomainEvent
@@ -81,9 +84,11 @@ async def place_order(
     order_stream = order.stream_id(order_id)
     product_streams = {sku: product.stream_id(sku) for sku, _ in requested}
 
+    window = handler.policy.payment_window
+
     def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
         catalogue = {sku: loaded.state(stream) for sku, stream in product_streams.items()}
-        return rules.checkout(order_id, requested, catalogue, actor, handler.clock())
+        return rules.checkout(order_id, requested, catalogue, actor, handler.clock(), window)
 
     result = await handler.execute(
         actor,
@@ -145,12 +150,57 @@ async def cancel_order(
     )
 
 
+async def expire_order(
+    handler: CommandHandler, command: commands.ExpireOrder
+) -> CommandResult[order.Order]:
+    actor, order_id = command.actor, command.order_id
+    actor.require_system()
+    key = Idempotency.of(
+        actor,
+        command.idempotency_key,
+        "expireOrder",
+        [order_id],
+        frozenset({order.stream_id(order_id)}),
+    )
+    return await _order_with_stock(
+        handler,
+        actor,
+        order_id,
+        "ExpireOrder",
+        lambda placed, stock, at: rules.expire(placed, stock, actor, at),
+        key,
+    )
+
+
+async def flag_low_stock(
+    handler: CommandHandler, command: commands.FlagLowStock
+) -> CommandResult[product.Product]:
+    actor, sku = command.actor, command.sku
+    actor.require_system()
+    stream = product.stream_id(values.sku(sku))
+    key = Idempotency.of(
+        actor,
+        command.idempotency_key,
+        "flagLowStock",
+        [sku, command.threshold],
+        frozenset({stream}),
+    )
+    decision = product.FlagLowStock(sku, command.threshold, actor, handler.clock())
+
+    def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
+        return {stream: list(product.decide(decision, loaded.state(stream)))}
+
+    result = await handler.execute(actor, "FlagLowStock", [stream], decide, key)
+    return await handler.with_state(result, stream)
+
+
 async def _order_with_stock(
     handler: CommandHandler,
     actor: Actor,
     order_id: OrderId,
     name: str,
     rule: Callable[[order.OrderState, dict[str, product.ProductState], datetime], rules.Decision],
+    idempotency: Idempotency | None = None,
 ) -> CommandResult[order.Order]:
     """Ship or cancel: the order's events and each reserved product's stock move together.
     The order's lines say which products to load, so it is read first."""
@@ -166,7 +216,9 @@ async def _order_with_stock(
         stock = {sku: loaded.state(ps) for sku, ps in product_streams.items()}
         return rule(loaded.state(stream), stock, handler.clock())
 
-    result = await handler.execute(actor, name, [stream, *product_streams.values()], decide)
+    result = await handler.execute(
+        actor, name, [stream, *product_streams.values()], decide, idempotency
+    )
     return await handler.order_result(result)
 
 
@@ -179,16 +231,32 @@ HANDLERS: dict[type[Command[Any]], Handler] = {
     commands.PayOrder: pay_order,
     commands.ShipOrder: ship_order,
     commands.CancelOrder: cancel_order,
+    commands.ExpireOrder: expire_order,
+    commands.FlagLowStock: flag_low_stock,
     reviews.PostReview: reviews.post_review,
 }
+
+
+def reactions(policy: commands.Policy) -> list[Reaction]:
+    """The shop's reactions (application/reactions.py), as the policy configures them. A new
+    reaction is a module like `expiry.py` and one entry here."""
+    found: list[Reaction] = [OrderExpiry()]
+    if policy.low_stock_threshold > 0:
+        found.append(LowStock(policy.low_stock_threshold))
+    return found
 
 
 class Shop:
     """Where a command goes: `await shop.handle(PlaceOrder(actor, lines))`."""
 
-    def __init__(self, store: EventStore, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Callable[[], datetime] | None = None,
+        policy: commands.Policy | None = None,
+    ) -> None:
         self.store = store
-        self.handler = CommandHandler(store, clock)
+        self.handler = CommandHandler(store, clock, policy)
 
     async def handle(self, command: Command[S]) -> CommandResult[S]:
         name = type(command).__name__

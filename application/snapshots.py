@@ -16,7 +16,7 @@ from eventstore.store import EventStore
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_TAG = "shop-state-v1"
+SNAPSHOT_TAG = "shop-state-v2"
 """Names the encoding of snapshot states: change it when a state's shape changes, and the old
 snapshots are simply not used."""
 SNAPSHOT_EVERY = 10

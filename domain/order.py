@@ -1,11 +1,12 @@
-"""The Order aggregate: PLACED -> PAID -> SHIPPED, and PLACED | PAID -> CANCELLED. Long on
+"""The Order aggregate: PLACED -> PAID -> SHIPPED, PLACED | PAID -> CANCELLED, and PLACED ->
+EXPIRED once its payment deadline has passed (the server's order-expiry reaction asks). Long on
 purpose: an aggregate is one module (events, commands, state, evolve, decide), as
 STYLE.md asks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, assert_never
@@ -28,6 +29,7 @@ class OrderStatus(StrEnum):
     PAID = "PAID"
     SHIPPED = "SHIPPED"
     CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +52,17 @@ class OrderLine:
 
 @dataclass(frozen=True, slots=True)
 class OrderPlaced:
-    """v2 added `total`; v1 events are upcast by `domain.upcasters`."""
+    """v2 added `total`, v3 `expiresAt`; older events are upcast by `domain.upcasters`."""
 
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
     order_id: OrderId
     customer_id: str
     lines: tuple[OrderLine, ...]
     total: Decimal
     occurred_at: datetime
+    expires_at: datetime | None = None
+    """The payment deadline, decided when the order was placed: unpaid by then, the order
+    expires. None: it never does (placed with deadlines off, or before they existed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,19 +107,34 @@ class PaymentRefunded:
     occurred_at: datetime
 
 
-OrderEvent = OrderPlaced | PaymentProcessed | OrderShipped | OrderCancelled | PaymentRefunded
+@dataclass(frozen=True, slots=True)
+class OrderExpired:
+    """Not paid by its deadline: its reserved stock is released with it, as for a cancel."""
+
+    schema_version: ClassVar[int] = 1
+    order_id: OrderId
+    expires_at: datetime
+    """The deadline that passed."""
+    occurred_at: datetime
+
+
+OrderEvent = (
+    OrderPlaced | PaymentProcessed | OrderShipped | OrderCancelled | PaymentRefunded | OrderExpired
+)
 
 # Commands ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class PlaceOrder:
-    """`lines` are priced from the catalogue by the caller, at placing time."""
+    """`lines` are priced from the catalogue by the caller, at placing time; `payment_window`
+    (None: no deadline) is the shop's policy at that time."""
 
     order_id: OrderId
     lines: tuple[OrderLine, ...]
     actor: Actor
     at: datetime
+    payment_window: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +160,16 @@ class CancelOrder:
     at: datetime
 
 
-OrderCommand = PlaceOrder | PayOrder | ShipOrder | CancelOrder
+@dataclass(frozen=True, slots=True)
+class ExpireOrder:
+    """Asked by the server itself (a `system` actor) when the deadline has passed."""
+
+    order_id: OrderId
+    actor: Actor
+    at: datetime
+
+
+OrderCommand = PlaceOrder | PayOrder | ShipOrder | CancelOrder | ExpireOrder
 
 # State -------------------------------------------------------------------------------------
 
@@ -156,6 +185,8 @@ class Order:
     placed_at: datetime
     updated_at: datetime
     version: int
+    expires_at: datetime | None = None
+    """While PLACED: the payment deadline, if it has one."""
 
 
 OrderState = Order | None
@@ -175,6 +206,7 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
                 event.occurred_at,
                 event.occurred_at,
                 1,
+                event.expires_at,
             )
         case PaymentProcessed():
             assert state is not None
@@ -190,6 +222,9 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
         case PaymentRefunded():
             assert state is not None
             return _next(state, event.occurred_at, amount_paid=state.amount_paid - event.amount)
+        case OrderExpired():
+            assert state is not None
+            return _next(state, event.occurred_at, status=OrderStatus.EXPIRED)
         case _:
             assert_never(event)
 
@@ -201,16 +236,18 @@ def _next(
     status: OrderStatus | None = None,
     amount_paid: Decimal | None = None,
 ) -> Order:
+    status = status or state.status
     return Order(
         state.order_id,
         state.customer_id,
-        status or state.status,
+        status,
         state.lines,
         state.total,
         state.amount_paid if amount_paid is None else amount_paid,
         state.placed_at,
         at,
         state.version + 1,
+        state.expires_at if status is OrderStatus.PLACED else None,
     )
 
 
@@ -244,14 +281,23 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
             if state is not None:
                 raise InvalidState(f"order {command.order_id!r} already exists")
             total = sum((line.line_total for line in command.lines), Decimal("0.00"))
+            window = command.payment_window
+            expires_at = command.at + window if window else None
             return [
-                OrderPlaced(command.order_id, command.actor.id, command.lines, total, command.at)
+                OrderPlaced(
+                    command.order_id, command.actor.id, command.lines, total, command.at, expires_at
+                )
             ]
         case PayOrder():
             order = _existing(state, command.order_id, command.actor)
             amount = values.money(command.amount)
             if order.status is not OrderStatus.PLACED:
                 raise InvalidState(f"an order that is {order.status} cannot be paid")
+            if is_overdue(order, command.at):
+                raise InvalidState(
+                    f"this order's payment deadline passed at {order.expires_at}: it expires"
+                    " and its stock is released"
+                )
             due = order.total - order.amount_paid
             if amount != due:
                 raise InvalidInput(f"amount must equal the amount due, {due}")
@@ -275,8 +321,25 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
             if order.amount_paid > 0:
                 events.append(PaymentRefunded(order.order_id, order.amount_paid, command.at))
             return events
+        case ExpireOrder():
+            command.actor.require_system()
+            order = _existing(state, command.order_id, command.actor)
+            if order.status is not OrderStatus.PLACED:
+                raise InvalidState(f"an order that is {order.status} cannot expire")
+            if order.expires_at is None or not is_overdue(order, command.at):
+                raise InvalidState("this order's payment deadline has not passed")
+            return [OrderExpired(order.order_id, order.expires_at, command.at)]
         case _:
             assert_never(command)
+
+
+def is_overdue(order: Order, at: datetime) -> bool:
+    """Past its payment deadline (at or after it) while still unpaid."""
+    return (
+        order.status is OrderStatus.PLACED
+        and order.expires_at is not None
+        and at >= order.expires_at
+    )
 
 
 def _references(event: OrderEvent) -> tuple[str, ...]:
@@ -288,7 +351,14 @@ def _references(event: OrderEvent) -> tuple[str, ...]:
 
 AGGREGATE = AggregateType(
     prefix=STREAM_PREFIX,
-    events=(OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded),
+    events=(
+        OrderPlaced,
+        PaymentProcessed,
+        OrderShipped,
+        OrderCancelled,
+        PaymentRefunded,
+        OrderExpired,
+    ),
     evolve=evolve,
     initial=initial_state,
     state_type=Order,

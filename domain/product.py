@@ -60,7 +60,19 @@ class InventoryUpdated:
     occurred_at: datetime
 
 
-ProductEvent = ProductRegistered | InventoryUpdated
+@dataclass(frozen=True, slots=True)
+class LowStockReached:
+    """Available stock fell below `threshold`: once per crossing (it must rise to the threshold
+    again before the next one)."""
+
+    schema_version: ClassVar[int] = 1
+    sku: str
+    available: int
+    threshold: int
+    occurred_at: datetime
+
+
+ProductEvent = ProductRegistered | InventoryUpdated | LowStockReached
 
 # Commands ----------------------------------------------------------------------------------
 
@@ -109,7 +121,19 @@ class ShipStock:
     at: datetime
 
 
-ProductCommand = RegisterProduct | RestockProduct | ReserveStock | ReleaseStock | ShipStock
+@dataclass(frozen=True, slots=True)
+class FlagLowStock:
+    """Asked by the server itself (its low-stock reaction) after stock fell below `threshold`."""
+
+    sku: str
+    threshold: int
+    actor: Actor
+    at: datetime
+
+
+ProductCommand = (
+    RegisterProduct | RestockProduct | ReserveStock | ReleaseStock | ShipStock | FlagLowStock
+)
 
 # State -------------------------------------------------------------------------------------
 
@@ -121,10 +145,26 @@ class Product:
     unit_price: Decimal
     on_hand: int
     reserved: int
+    low_below: int | None = None
+    """The threshold of the last LowStockReached, until available stock is back to it."""
 
     @property
     def available(self) -> int:
         return self.on_hand - self.reserved
+
+
+def crossed_below(event: InventoryUpdated, threshold: int) -> bool:
+    """Whether this stock move took available stock from `threshold` or more to below it.
+    Every move carries the levels after it and the quantity moved, so the level before is
+    known from the event alone (a shipment moves on-hand and reserved together)."""
+    after = event.on_hand - event.reserved
+    change = {
+        StockChange.RESERVATION: -event.quantity,
+        StockChange.RELEASE: event.quantity,
+        StockChange.RESTOCK: event.quantity,
+        StockChange.SHIPMENT: 0,
+    }[event.reason]
+    return after < threshold <= after - change
 
 
 ProductState = Product | None
@@ -137,7 +177,22 @@ def evolve(state: ProductState, event: ProductEvent) -> ProductState:
             return Product(event.sku, event.name, event.unit_price, event.initial_stock, 0)
         case InventoryUpdated():
             assert state is not None
-            return Product(state.sku, state.name, state.unit_price, event.on_hand, event.reserved)
+            low = state.low_below
+            if low is not None and event.on_hand - event.reserved >= low:
+                low = None
+            return Product(
+                state.sku, state.name, state.unit_price, event.on_hand, event.reserved, low
+            )
+        case LowStockReached():
+            assert state is not None
+            return Product(
+                state.sku,
+                state.name,
+                state.unit_price,
+                state.on_hand,
+                state.reserved,
+                event.threshold,
+            )
         case _:
             assert_never(event)
 
@@ -230,6 +285,17 @@ def decide(command: ProductCommand, state: ProductState) -> list[ProductEvent]:
                 max(product.reserved - command.quantity, 0),
                 command.order_id,
             )
+        case FlagLowStock():
+            command.actor.require_system()
+            sku = values.sku(command.sku)
+            product = _existing(state, sku)
+            if product.available >= command.threshold:
+                raise InvalidState(f"{product.available} available: not below the threshold")
+            if product.low_below is not None:
+                raise InvalidState("already flagged low on stock since it fell below")
+            return [
+                LowStockReached(product.sku, product.available, command.threshold, command.at)
+            ]
         case _:
             assert_never(command)
 
@@ -243,7 +309,7 @@ def _references(event: ProductEvent) -> tuple[str, ...]:
 
 AGGREGATE = AggregateType(
     prefix=STREAM_PREFIX,
-    events=(ProductRegistered, InventoryUpdated),
+    events=(ProductRegistered, InventoryUpdated, LowStockReached),
     evolve=evolve,
     initial=initial_state,
     state_type=Product,

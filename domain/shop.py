@@ -9,7 +9,7 @@ then events)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from domain import order, product
 from domain.aggregate import DomainEvent
@@ -27,9 +27,11 @@ def checkout(
     catalogue: Mapping[str, product.ProductState],
     actor: Actor,
     at: datetime,
+    payment_window: timedelta | None = None,
 ) -> Decision:
     """Place an order for `requested` (sku, quantity) lines: each line priced from the
-    catalogue as it is now, and its stock reserved on its product, all at once."""
+    catalogue as it is now, and its stock reserved on its product, all at once; unpaid after
+    `payment_window` (None: never), it expires."""
     order.validate_lines(requested)
     products: dict[str, product.Product] = {}
     for sku, _ in requested:
@@ -40,7 +42,7 @@ def checkout(
     priced = tuple(order.OrderLine(sku, qty, products[sku].unit_price) for sku, qty in requested)
     decided: Decision = {
         order.stream_id(order_id): list(
-            order.decide(order.PlaceOrder(order_id, priced, actor, at), None)
+            order.decide(order.PlaceOrder(order_id, priced, actor, at, payment_window), None)
         )
     }
     for sku, quantity in requested:
@@ -67,6 +69,16 @@ def cancel(
     refunded, by the order itself)."""
     return _settle(
         placed, stock, at, lambda o: order.CancelOrder(o, reason, actor, at), product.ReleaseStock
+    )
+
+
+def expire(
+    placed: order.OrderState, stock: Mapping[str, product.ProductState], actor: Actor, at: datetime
+) -> Decision:
+    """Expire an order unpaid past its deadline: its reservations are released, as a cancel
+    releases them, in the same append."""
+    return _settle(
+        placed, stock, at, lambda o: order.ExpireOrder(o, actor, at), product.ReleaseStock
     )
 
 

@@ -29,8 +29,15 @@ def upcast_canonical_order_id_v1_v2(data: Data) -> Data:
     return {**data, "orderId": canonical_legacy_order_id(data["orderId"])}
 
 
+def upcast_order_placed_v2_v3(data: Data) -> Data:
+    """v2 had no payment deadline: orders placed before deadlines existed never expire
+    (stock they hold is released by a cancel, as it always was)."""
+    return {**data, "expiresAt": None}
+
+
 UPCASTERS: list[tuple[str, int, Callable[[Data], Data]]] = [
     ("OrderPlaced", 1, upcast_order_placed_v1_v2),
+    ("OrderPlaced", 2, upcast_order_placed_v2_v3),
     ("PaymentProcessed", 1, upcast_canonical_order_id_v1_v2),
     ("OrderShipped", 1, upcast_canonical_order_id_v1_v2),
     ("OrderCancelled", 1, upcast_canonical_order_id_v1_v2),

@@ -25,8 +25,10 @@ DECIMAL: Final = re.compile(r"[+-]?[0-9]{1,20}(?:\.[0-9]{1,20})?")
 """A decimal number as text: ASCII digits only, no exponent, no underscores."""
 
 
-Role = Literal["customer", "staff"]
+Role = Literal["customer", "staff", "system"]
 ROLES: Final[tuple[Role, ...]] = ("customer", "staff")
+"""The roles a token can carry. `system` is the server's own (its reactions: see
+`application/reactions.py`) and never comes from outside."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +38,22 @@ class Actor:
     id: str
     role: Role
 
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        """The server itself, acting for one of its reactions."""
+        return cls(f"system:{name}", "system")
+
     @property
     def is_staff(self) -> bool:
         return self.role == "staff"
+
+    @property
+    def is_system(self) -> bool:
+        return self.role == "system"
+
+    def require_system(self) -> None:
+        if not self.is_system:
+            raise Forbidden("only the server itself does this")
 
     def require_staff(self) -> None:
         if not self.is_staff:
@@ -48,7 +63,7 @@ class Actor:
         self, customer_id: str, refusal: str = "this order belongs to another customer"
     ) -> None:
         """Staff see every customer's things; a customer only their own."""
-        if not self.is_staff and customer_id != self.id:
+        if not (self.is_staff or self.is_system) and customer_id != self.id:
             raise Forbidden(refusal)
 
 

@@ -200,7 +200,7 @@ def create_app(
                     jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer
                 ),
                 services=Services(
-                    shop=Shop(runtime.store),
+                    shop=runtime.shop or Shop(runtime.store),
                     store=runtime.store,
                     pool=runtime.reads,
                     watch=runtime.watch,

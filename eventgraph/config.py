@@ -6,9 +6,11 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from application.commands import Policy
 from support.logs import FORMATS
 from transport.origins import Hosts
 
@@ -80,6 +82,20 @@ def _log_format(value: str) -> str:
     return value
 
 
+MAX_PAYMENT_WINDOW = 366 * 24 * 3600
+
+
+def _payment_window(env: Mapping[str, str]) -> float:
+    """Seconds a placed order waits for its payment: 0 for no deadline, at most a year."""
+    seconds = _number(env, "EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "1800")
+    if seconds > MAX_PAYMENT_WINDOW:
+        raise ConfigError(
+            f"EVENTGRAPH_PAYMENT_WINDOW_SECONDS must be at most {MAX_PAYMENT_WINDOW} (a year);"
+            " 0 turns deadlines off"
+        )
+    return seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None
@@ -105,6 +121,8 @@ class Settings:
     publish_key: str | None = None
     max_operations_per_user: int = 8
     max_subscriptions_per_user: int = 256
+    payment_window_seconds: float = 1800.0
+    low_stock_threshold: int = 5
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -137,6 +155,18 @@ class Settings:
             publish_key=_publish_key(env),
             max_operations_per_user=_limit(env, "EVENTGRAPH_MAX_OPERATIONS_PER_USER", 8),
             max_subscriptions_per_user=_limit(env, "EVENTGRAPH_MAX_SUBSCRIPTIONS_PER_USER", 256),
+            payment_window_seconds=_payment_window(env),
+            low_stock_threshold=int(
+                _number(env, "EVENTGRAPH_LOW_STOCK_THRESHOLD", "5", whole=True)
+            ),
+        )
+
+    def policy(self) -> Policy:
+        """The shop's settings that commands and reactions decide by."""
+        window = self.payment_window_seconds
+        return Policy(
+            payment_window=timedelta(seconds=window) if window else None,
+            low_stock_threshold=self.low_stock_threshold,
         )
 
     def resolve_jwt_secret(self) -> tuple[str, bool]:

@@ -25,6 +25,7 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from application.reactions import reaction_status
 from eventgraph.runtime import Runtime
 from eventstore.store import CONNECTION_ERRORS
 from projections.operations import status
@@ -44,6 +45,11 @@ async def refresh_levels(runtime: Runtime, transport: TransportState) -> dict[st
         metrics.PROJECTION_LAG_EVENTS.labels(name).set(p["lagEvents"])
         metrics.PROJECTION_LAG_SECONDS.labels(name).set(p["lagSeconds"])
         metrics.PARKED_EVENTS.labels(name).set(len(p["parked"]))
+    for name, r in (await reaction_status(runtime.pool, head)).items():
+        metrics.REACTION_CHECKPOINT.labels(name).set(r["checkpoint"])
+        metrics.REACTION_LAG_EVENTS.labels(name).set(r["lagEvents"])
+        metrics.TIMERS_PENDING.labels(name).set(r["timersPending"])
+        metrics.TIMERS_OVERDUE.labels(name).set(r["oldestOverdueSeconds"])
     for relay in await runtime.pool.fetch(
         "SELECT name, position FROM eventgraph.relay_checkpoints"
     ):

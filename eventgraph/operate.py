@@ -63,9 +63,11 @@ def rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def projections(args: argparse.Namespace, settings: Settings) -> int:
-    """Each projection's status, checkpoint, lag, what stopped it, and its parked events."""
+    """Each projection's status, checkpoint, lag, what stopped it, and its parked events;
+    then each reaction's checkpoint, lag and timers."""
     import json
 
+    from application.reactions import reaction_status
     from eventgraph.runtime import create_pool
     from eventstore.store import EventStore
     from projections.operations import status
@@ -77,7 +79,8 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
             if settings.read_database_url:
                 reads = await create_pool(settings.read_database_url, min_size=1, max_size=2)
             head = await EventStore(pool).head()
-            return await status(reads, head, settings.max_lag_events, detail=True, log=pool)
+            report = await status(reads, head, settings.max_lag_events, detail=True, log=pool)
+            return report | {"reactions": await reaction_status(pool, head)}
         finally:
             if reads is not pool:
                 await reads.close()
@@ -111,6 +114,14 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
                 f"  parked {k['position']} ({k['type']} on {k['streamId']}) by {k['parkedBy']}"
                 f" at {k['parkedAt']}: {k['reason']}"
             )
+    print(f"{'reaction':<12} {'status':<8} {'checkpoint':>12} {'lag':>10}  timers (overdue s)")
+    for name, r in report["reactions"].items():
+        print(
+            f"{name:<12} {r['status']:<8} {r['checkpoint']:>12,} {r['lagEvents']:>10,}"
+            f"  {r['timersPending']:,} ({r['oldestOverdueSeconds']:.1f})"
+        )
+        if r["error"]:
+            print(f"  stopped at position {r['stoppedAt']}: {r['error']}")
     return 0 if report["ready"] else 1
 
 

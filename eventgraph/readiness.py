@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from application.reactions import reaction_status
 from eventgraph.metrics import authorised
 from eventgraph.runtime import Runtime
 from projections.operations import status
@@ -27,4 +28,6 @@ async def readiness(
     report = await status(runtime.reads, head, max_lag_events, detail=False, log=runtime.pool)
     if request is not None and not authorised(request, token):
         return {"ready": report["ready"]}
-    return report
+    # Beside the projections, for the operator: a reaction that lags or has stopped delays
+    # deadlines, not reads, so it does not make this process unready.
+    return report | {"reactions": await reaction_status(runtime.pool, head)}

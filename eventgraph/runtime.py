@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
+from application.commands import Policy
+from application.reactions import ReactionRunner
+from application.shop import Shop, reactions
 from domain.upcasters import UPCASTERS
 from eventgraph.config import Settings
 from eventstore.migrate import migrate
@@ -41,6 +44,9 @@ class Runtime:
     relay: Relay | None = None
     read_dsn: str = ""
     read_pool: asyncpg.Pool | None = None
+    shop: Shop | None = None
+    """Where this process's commands go: the API's and its reactions' alike."""
+    reactors: list[ReactionRunner] = field(default_factory=list)
 
     @property
     def reads(self) -> asyncpg.Pool:
@@ -84,7 +90,10 @@ async def open_runtime(
     publish_url: str | None = None,
     read_dsn: str | None = None,
     publish_key: bytes = b"",
+    policy: Policy | None = None,
 ) -> AsyncIterator[Runtime]:
+    """Everything a process runs on. With `run_projectors`, it also runs the projectors and
+    the reactions (each led by one process at a time, whichever runs them)."""
     separate = read_dsn is not None and read_dsn != dsn
     read_dsn = read_dsn or dsn
     # The read database gets the same migrations (its log tables stay empty): one schema
@@ -104,6 +113,8 @@ async def open_runtime(
     signal = Signal()
     notifier = CoalescingNotifier(pool, signal)
     store = EventStore(pool, shop_upcasters(), notifier)
+    policy = policy or Policy()
+    shop = Shop(store, policy=policy)
     watch = ProjectionWatch(reads, position_poll_seconds)
     fanout = Fanout(broadcast_url, watch)
 
@@ -117,6 +128,11 @@ async def open_runtime(
         if run_projectors
         else []
     )
+    reactors = (
+        [ReactionRunner(r, dsn, store, shop, signal) for r in reactions(policy)]
+        if run_projectors
+        else []
+    )
     notifier.start()
     listener.start()
     await watch.refresh()
@@ -124,16 +140,32 @@ async def open_runtime(
     fanout.start()
     for runner in runners:
         runner.start()
+    for reactor in reactors:
+        reactor.start()
     relay = Relay(dsn, store, publish_url, signal, key=publish_key) if publish_url else None
     if relay is not None:
         relay.start()
     try:
         yield Runtime(
-            dsn, pool, store, signal, listener, watch, runners, fanout, relay, read_dsn, read_pool
+            dsn,
+            pool,
+            store,
+            signal,
+            listener,
+            watch,
+            runners,
+            fanout,
+            relay,
+            read_dsn,
+            read_pool,
+            shop,
+            reactors,
         )
     finally:
         if relay is not None:
             await relay.stop()
+        for reactor in reversed(reactors):
+            await reactor.stop()
         for runner in reversed(runners):
             await runner.stop()
         await fanout.stop()
@@ -164,4 +196,5 @@ def runtime_for(
         publish_url=settings.publish_url if publish else None,
         read_dsn=settings.read_database_url,
         publish_key=settings.resolve_publish_key() if publish and settings.publish_url else b"",
+        policy=settings.policy(),
     )

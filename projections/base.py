@@ -67,6 +67,10 @@ class RowProjection:
     key: ClassVar[str]
     columns: ClassVar[tuple[tuple[str, str], ...]]
     """(name, SQL type) of every column, the key first; every row has `position`."""
+    added_columns: ClassVar[tuple[str, ...]] = ()
+    """Columns added after the table first shipped, nullable, whose null is right for every
+    row the older code wrote (no event that sets them existed then): added to the live
+    generation at start, without a rebuild."""
 
     def key_of(self, event: DomainEvent) -> str | None:
         raise NotImplementedError
@@ -79,8 +83,14 @@ class RowProjection:
         return f"CREATE TABLE {schema}.{self.table} (\n  {cols},\n  PRIMARY KEY ({self.key})\n);"
 
     def create_indexes(self, schema: str) -> str:
+        types = dict(self.columns)
+        added = "".join(
+            f"ALTER TABLE {schema}.{self.table} ADD COLUMN IF NOT EXISTS {name}"
+            f" {types[name].split()[0]};\n"
+            for name in self.added_columns
+        )
         # Live views read the rows changed since a position (projections/slice.py).
-        return (
+        return added + (
             f"CREATE INDEX IF NOT EXISTS {self.table}_position_idx"
             f" ON {schema}.{self.table} (position);"
         )

@@ -34,6 +34,26 @@ async def point_views(conn: asyncpg.Connection, projection: Projection, schema: 
         await conn.execute(f"CREATE VIEW readmodel.{view} AS SELECT * FROM {schema}.{view}")
 
 
+_COLUMNS = """
+SELECT table_schema, array_agg(column_name::text ORDER BY ordinal_position) AS columns
+  FROM information_schema.columns
+ WHERE (table_schema, table_name) IN (('readmodel', $1), ($2, $1))
+ GROUP BY table_schema
+"""
+
+
+async def widen_views(conn: asyncpg.Connection, projection: Projection, schema: str) -> None:
+    """A column added to a live generation (by `create_indexes`: `ADD COLUMN IF NOT EXISTS`)
+    joins its view in `readmodel`, which lists the columns it was created with. Views already
+    showing every column are left alone (replacing one locks it)."""
+    for view in projection.views:
+        found = {r["table_schema"]: r["columns"] for r in await conn.fetch(_COLUMNS, view, schema)}
+        if found.get(schema) and found.get("readmodel") != found[schema]:
+            await conn.execute(
+                f"CREATE OR REPLACE VIEW readmodel.{view} AS SELECT * FROM {schema}.{view}"
+            )
+
+
 async def ensure_projection(conn: asyncpg.Connection, projection: Projection) -> None:
     """Create the projection's first generation, its views and its checkpoint, once."""
     async with conn.transaction():
@@ -42,9 +62,11 @@ async def ensure_projection(conn: asyncpg.Connection, projection: Projection) ->
             "SELECT generation FROM eventgraph.projections WHERE name = $1", projection.name
         )
         if generation is not None:
-            indexes = projection.create_indexes(schema_name(projection.name, generation))
+            schema = schema_name(projection.name, generation)
+            indexes = projection.create_indexes(schema)
             if indexes:
                 await conn.execute(indexes)
+            await widen_views(conn, projection, schema)
             return
         schema = await create_generation(conn, projection, 1)
         await point_views(conn, projection, schema)

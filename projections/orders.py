@@ -13,6 +13,7 @@ import asyncpg
 from domain.aggregate import DomainEvent
 from domain.order import (
     OrderCancelled,
+    OrderExpired,
     OrderLine,
     OrderPlaced,
     OrderShipped,
@@ -25,7 +26,14 @@ from projections.base import Page, Row, RowProjection
 from projections.slice import LiveTopic, ReadModel, changed_rows, read_position
 
 NAME = "orders"
-ORDER_EVENTS = (OrderPlaced, PaymentProcessed, OrderShipped, OrderCancelled, PaymentRefunded)
+ORDER_EVENTS = (
+    OrderPlaced,
+    PaymentProcessed,
+    OrderShipped,
+    OrderCancelled,
+    PaymentRefunded,
+    OrderExpired,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,8 @@ class OrderView:
     """The read model's position when this view was read (see "Positions on views")."""
     changed: int
     """The position of the last event that changed this order."""
+    expires_at: datetime | None = None
+    """While PLACED: its payment deadline, if it has one."""
 
     @classmethod
     def of(cls, row: asyncpg.Record | dict[str, Any], position: int | None = None) -> OrderView:
@@ -62,6 +72,7 @@ class OrderView:
             row["version"],
             row["read_position"] if position is None else position,
             row["position"],
+            row["expires_at"],
         )
 
 
@@ -82,7 +93,9 @@ class OrdersProjection(RowProjection):
         ("updated_at", "timestamptz NOT NULL"),
         ("version", "integer NOT NULL"),
         ("position", "bigint NOT NULL"),
+        ("expires_at", "timestamptz"),
     )
+    added_columns: ClassVar[tuple[str, ...]] = ("expires_at",)
 
     def create_tables(self, schema: str) -> str:
         return super().create_tables(schema) + (
@@ -117,22 +130,26 @@ class OrdersProjection(RowProjection):
                 "total": event.total,
                 "amount_paid": Decimal("0.00"),
                 "placed_at": recorded.occurred_at,
+                "expires_at": event.expires_at,
                 **stamp,
             }
         if row is None:
             raise ValueError(f"{recorded.type} at {recorded.position} for an unknown order")
+        settled = {"expires_at": None, **stamp}  # a deadline shows only while PLACED
         match event:
             case PaymentProcessed():
                 return {
                     **row,
                     "status": OrderStatus.PAID.value,
                     "amount_paid": event.amount_paid,
-                    **stamp,
+                    **settled,
                 }
             case OrderShipped():
-                return {**row, "status": OrderStatus.SHIPPED.value, **stamp}
+                return {**row, "status": OrderStatus.SHIPPED.value, **settled}
             case OrderCancelled():
-                return {**row, "status": OrderStatus.CANCELLED.value, **stamp}
+                return {**row, "status": OrderStatus.CANCELLED.value, **settled}
+            case OrderExpired():
+                return {**row, "status": OrderStatus.EXPIRED.value, **settled}
             case PaymentRefunded():
                 return {**row, "amount_paid": row["amount_paid"] - event.amount, **stamp}
         return row

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import asyncpg
 
 from domain.aggregate import DomainEvent
-from domain.product import InventoryUpdated, ProductRegistered
+from domain.product import InventoryUpdated, LowStockReached, ProductRegistered
 from eventstore.events import RecordedEvent
 from projections.base import Page, Row, RowProjection
 from projections.slice import LiveTopic, ReadModel, changed_rows, read_position
@@ -31,6 +31,8 @@ class ProductView:
     updated_at: datetime
     changed: int
     """The position of the last event that changed this product."""
+    low_on_stock_since: datetime | None = None
+    """When available stock last fell below the low-stock threshold, until it is back."""
 
     @property
     def available(self) -> int:
@@ -47,6 +49,7 @@ class ProductView:
             row["read_position"] if position is None else position,
             row["updated_at"],
             row["position"],
+            row["low_since"],
         )
 
 
@@ -64,10 +67,13 @@ class ProductsProjection(RowProjection):
         ("reserved", "integer NOT NULL"),
         ("position", "bigint NOT NULL"),
         ("updated_at", "timestamptz NOT NULL"),
+        ("low_below", "integer"),
+        ("low_since", "timestamptz"),
     )
+    added_columns: ClassVar[tuple[str, ...]] = ("low_below", "low_since")
 
     def key_of(self, event: DomainEvent) -> str | None:
-        if isinstance(event, ProductRegistered | InventoryUpdated):
+        if isinstance(event, ProductRegistered | InventoryUpdated | LowStockReached):
             return event.sku
         return None
 
@@ -80,10 +86,18 @@ class ProductsProjection(RowProjection):
                 "unit_price": event.unit_price,
                 "on_hand": event.initial_stock,
                 "reserved": 0,
+                "low_below": None,
+                "low_since": None,
                 **stamp,
             }
         if isinstance(event, InventoryUpdated) and row is not None:
-            return {**row, "on_hand": event.on_hand, "reserved": event.reserved, **stamp}
+            updated = {**row, "on_hand": event.on_hand, "reserved": event.reserved, **stamp}
+            low = row["low_below"]
+            if low is not None and event.on_hand - event.reserved >= low:
+                updated |= {"low_below": None, "low_since": None}  # back to the threshold
+            return updated
+        if isinstance(event, LowStockReached) and row is not None:
+            return {**row, "low_below": event.threshold, "low_since": event.occurred_at, **stamp}
         raise ValueError(f"{recorded.type} at {recorded.position} for an unknown product")
 
 

@@ -1,6 +1,6 @@
-"""The sales dashboard: orders placed, paid, shipped and cancelled (each counted once per
-order, when it happened), revenue (payments captured minus refunds), and units sold per sku
-in orders that were not cancelled."""
+"""The sales dashboard: orders placed, paid, shipped, cancelled and expired (each counted once
+per order, when it happened), revenue (payments captured minus refunds), and units sold per
+sku in orders that were not cancelled or expired."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from domain.aggregate import DomainEvent
 from domain.codec import decode
 from domain.order import (
     OrderCancelled,
+    OrderExpired,
     OrderPlaced,
     OrderShipped,
     PaymentProcessed,
@@ -32,7 +33,10 @@ ORDER_EVENTS = {
     "OrderShipped",
     "OrderCancelled",
     "PaymentRefunded",
+    "OrderExpired",
 }
+RELEASING = ("OrderCancelled", "OrderExpired")
+"""Events after which an order's units no longer count as sold."""
 
 
 def evolve(
@@ -65,10 +69,12 @@ def evolve(
                 totals["revenue"] += event.amount
             case OrderShipped():
                 totals["orders_shipped"] += 1
-            case OrderCancelled():
-                totals["orders_cancelled"] += 1
+            case OrderCancelled() | OrderExpired():
+                totals[
+                    "orders_cancelled" if isinstance(event, OrderCancelled) else "orders_expired"
+                ] += 1
                 if event.order_id not in order_lines:
-                    raise ValueError(f"OrderCancelled at {position}: unknown order")
+                    raise ValueError(f"{type(event).__name__} at {position}: unknown order")
                 count_lines(order_lines[event.order_id], -1, position)
             case PaymentRefunded():
                 totals["revenue"] -= event.amount
@@ -87,9 +93,10 @@ class SalesProjection:
             id integer PRIMARY KEY CHECK (id = 1),
             orders_placed integer NOT NULL, orders_paid integer NOT NULL,
             orders_shipped integer NOT NULL, orders_cancelled integer NOT NULL,
-            revenue numeric NOT NULL, position bigint NOT NULL
+            revenue numeric NOT NULL, position bigint NOT NULL,
+            orders_expired integer NOT NULL DEFAULT 0
         );
-        INSERT INTO {schema}.sales_totals VALUES (1, 0, 0, 0, 0, 0, 0);
+        INSERT INTO {schema}.sales_totals VALUES (1, 0, 0, 0, 0, 0, 0, 0);
         CREATE TABLE {schema}.sales_products (
             sku text PRIMARY KEY, units_sold integer NOT NULL, revenue numeric NOT NULL,
             position bigint NOT NULL
@@ -99,7 +106,11 @@ class SalesProjection:
         """
 
     def create_indexes(self, schema: str) -> str:
-        return ""
+        # Added after the table shipped: 0 is right for every log written before OrderExpired.
+        return (
+            f"ALTER TABLE {schema}.sales_totals"
+            " ADD COLUMN IF NOT EXISTS orders_expired integer NOT NULL DEFAULT 0;"
+        )
 
     async def apply(
         self, conn: asyncpg.Connection, schema: str, events: Sequence[RecordedEvent]
@@ -114,7 +125,7 @@ class SalesProjection:
         relevant = [e for e in relevant if e.position > totals["position"]]
         if not relevant:
             return
-        cancelled_ids = [e.data["orderId"] for e in relevant if e.type == "OrderCancelled"]
+        cancelled_ids = [e.data["orderId"] for e in relevant if e.type in RELEASING]
         order_lines: dict[str, list[dict[str, Any]]] = {
             r["order_id"]: r["lines"]
             for r in await conn.fetch(
@@ -127,7 +138,8 @@ class SalesProjection:
 
         await conn.execute(
             f"""UPDATE {schema}.sales_totals SET orders_placed = $1, orders_paid = $2,
-                   orders_shipped = $3, orders_cancelled = $4, revenue = $5, position = $6
+                   orders_shipped = $3, orders_cancelled = $4, revenue = $5, position = $6,
+                   orders_expired = $7
                 WHERE id = 1""",
             totals["orders_placed"],
             totals["orders_paid"],
@@ -135,6 +147,7 @@ class SalesProjection:
             totals["orders_cancelled"],
             totals["revenue"],
             totals["position"],
+            totals["orders_expired"],
         )
         if new_orders:
             await conn.execute(
@@ -167,6 +180,7 @@ class DashboardView:
     """The read model's position when this view was read."""
     changed: int
     """The position of the last order event counted."""
+    orders_expired: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +195,8 @@ async def dashboard(pool: asyncpg.Pool) -> DashboardView:
     transaction, so one statement reads them consistently)."""
     row = await pool.fetchrow(
         "SELECT t.orders_placed, t.orders_paid, t.orders_shipped, t.orders_cancelled,"
-        " t.revenue, t.position AS changed, p.position FROM readmodel.sales_totals t"
+        " t.orders_expired, t.revenue, t.position AS changed, p.position"
+        " FROM readmodel.sales_totals t"
         " JOIN eventgraph.projections p ON p.name = $1 WHERE t.id = 1",
         NAME,
     )
@@ -194,6 +209,7 @@ async def dashboard(pool: asyncpg.Pool) -> DashboardView:
         row["revenue"],
         row["position"],
         row["changed"],
+        row["orders_expired"],
     )
 
 

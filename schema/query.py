@@ -76,6 +76,9 @@ class SalesDashboard:
     orders_cancelled: int
     revenue: Decimal = strawberry.field(description="Payments captured minus refunds.")
     position: Position
+    orders_expired: int = strawberry.field(
+        default=0, description="Orders not paid within the payment window (their stock released)."
+    )
 
     @strawberry.field(description='Stable key for client caches: always "sales-dashboard".')
     def id(self) -> strawberry.ID:
@@ -90,9 +93,12 @@ class SalesDashboard:
             orders_cancelled=view.orders_cancelled,
             revenue=view.revenue,
             position=view.position,
+            orders_expired=view.orders_expired,
         )
 
-    @strawberry.field(description="Best sellers by units in orders that were not cancelled.")
+    @strawberry.field(
+        description="Best sellers by units in orders that were not cancelled or expired."
+    )
     async def top_products(self, info: Info, limit: int = 5) -> list[ProductSales]:
         if not 0 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 0 and {MAX_PAGE}")

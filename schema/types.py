@@ -41,6 +41,16 @@ class Product:
         description="The read model's position when this view was read (see Positions on views)."
     )
     updated_at: datetime
+    low_on_stock: bool = strawberry.field(
+        default=False,
+        description=(
+            "Available stock fell below the shop's low-stock threshold"
+            " (EVENTGRAPH_LOW_STOCK_THRESHOLD) and has not come back to it."
+        ),
+    )
+    low_on_stock_since: datetime | None = strawberry.field(
+        default=None, description="When it was flagged low on stock; null while it is not."
+    )
 
     @strawberry.field(description="Average review rating, 1 to 5; null before the first review.")
     async def rating(self, info: strawberry.Info) -> float | None:
@@ -63,6 +73,8 @@ class Product:
             available=view.available,
             position=view.position,
             updated_at=view.updated_at,
+            low_on_stock=view.low_on_stock_since is not None,
+            low_on_stock_since=view.low_on_stock_since,
         )
 
     @classmethod
@@ -77,7 +89,9 @@ class Product:
             at,
             position,
         )
-        return cls.from_view(view)
+        found = cls.from_view(view)
+        found.low_on_stock = state.low_below is not None  # since when: the products query
+        return found
 
 
 @strawberry.type
@@ -104,6 +118,9 @@ class Order:
     position: Position = strawberry.field(
         description="The read model's position when this view was read (see Positions on views)."
     )
+    expires_at: datetime | None = strawberry.field(
+        default=None, description="While PLACED: when it expires unless paid. Otherwise null."
+    )
 
     @classmethod
     def from_view(cls, view: OrderView) -> Order:
@@ -126,6 +143,7 @@ class Order:
             updated_at=view.updated_at,
             version=view.version,
             position=view.position,
+            expires_at=view.expires_at,
         )
 
     @classmethod
@@ -142,6 +160,7 @@ class Order:
             state.version,
             position,
             position,
+            state.expires_at,
         )
         return cls.from_view(view)
 

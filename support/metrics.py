@@ -107,6 +107,47 @@ PROJECTION_RECONNECTS = Counter(
     "Times a projector lost its database connection and opened another.",
     ["projection"],
 )
+REACTION_CHECKPOINT = Gauge(
+    "eventgraph_reaction_checkpoint",
+    "The last log position a reaction has reacted to.",
+    ["reaction"],
+    multiprocess_mode="max",
+)
+REACTION_LAG_EVENTS = Gauge(
+    "eventgraph_reaction_lag_events",
+    "Events in the log that a reaction has not reacted to yet.",
+    ["reaction"],
+    multiprocess_mode="max",
+)
+REACTION_EVENTS = Counter(
+    "eventgraph_reaction_events",
+    "Events a reaction has followed (reacted to, or passed as not its own).",
+    ["reaction"],
+)
+TIMERS_PENDING = Gauge(
+    "eventgraph_timers_pending",
+    "A reaction's timers not fired yet (due or not).",
+    ["reaction"],
+    multiprocess_mode="max",
+)
+TIMERS_OVERDUE = Gauge(
+    "eventgraph_timers_oldest_overdue_seconds",
+    "How long ago the oldest due timer of a reaction came due (0: none is due).",
+    ["reaction"],
+    multiprocess_mode="max",
+)
+TIMERS_FIRED = Counter(
+    "eventgraph_timers_fired",
+    "Timers fired and done with, by reaction and outcome: applied (its command appended),"
+    " replayed (fired before, its first result found), refused (the domain said no: the"
+    " order was paid meanwhile).",
+    ["reaction", "outcome"],
+)
+TIMERS_FAILED = Counter(
+    "eventgraph_timers_failed",
+    "Timer firings that failed (the database away, a conflict): each is tried again later.",
+    ["reaction"],
+)
 PARKED_EVENTS = Gauge(
     "eventgraph_projection_parked_events",
     "Events an operator parked for a projection.",

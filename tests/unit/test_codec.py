@@ -10,13 +10,14 @@ import pytest
 from domain.codec import EVENT_TYPES, DomainEvent, decode, encode
 from domain.order import (
     OrderCancelled,
+    OrderExpired,
     OrderLine,
     OrderPlaced,
     OrderShipped,
     PaymentProcessed,
     PaymentRefunded,
 )
-from domain.product import InventoryUpdated, ProductRegistered, StockChange
+from domain.product import InventoryUpdated, LowStockReached, ProductRegistered, StockChange
 from domain.review import ReviewPosted
 from domain.upcasters import upcast_order_placed_v1_v2
 
@@ -31,6 +32,9 @@ EVENTS: list[DomainEvent] = [
     OrderCancelled("o1", "why", "c1", NOW),
     PaymentRefunded("o1", Decimal("3.00"), NOW),
     ReviewPosted("r1", "A", "c1", 5, "fine", NOW),
+    OrderExpired("o1", NOW, NOW),
+    LowStockReached("A", 2, 5, NOW),
+    OrderPlaced("o2", "c1", (OrderLine("A", 1, Decimal("1.50")),), Decimal("1.50"), NOW, NOW),
 ]
 
 
@@ -55,6 +59,7 @@ def test_money_is_stored_as_exact_strings() -> None:
         "customerId": "c1",
         "total": "3.00",
         "lines": [{"sku": "A", "quantity": 2, "unitPrice": "1.50"}],
+        "expiresAt": None,
     }
 
 
