@@ -4,8 +4,9 @@ projectors and their watch, and closes them in reverse."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 
@@ -91,9 +92,11 @@ async def open_runtime(
     read_dsn: str | None = None,
     publish_key: bytes = b"",
     policy: Policy | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Everything a process runs on. With `run_projectors`, it also runs the projectors and
-    the reactions (each led by one process at a time, whichever runs them)."""
+    the reactions (each led by one process at a time, whichever runs them). `clock` is the
+    time commands and reactions decide by (tests move it; by default, the system's)."""
     separate = read_dsn is not None and read_dsn != dsn
     read_dsn = read_dsn or dsn
     # The read database gets the same migrations (its log tables stay empty): one schema
@@ -114,7 +117,7 @@ async def open_runtime(
     notifier = CoalescingNotifier(pool, signal)
     store = EventStore(pool, shop_upcasters(), notifier)
     policy = policy or Policy()
-    shop = Shop(store, policy=policy)
+    shop = Shop(store, clock, policy)
     watch = ProjectionWatch(reads, position_poll_seconds)
     fanout = Fanout(broadcast_url, watch)
 
@@ -129,7 +132,7 @@ async def open_runtime(
         else []
     )
     reactors = (
-        [ReactionRunner(r, dsn, store, shop, signal) for r in reactions(policy)]
+        [ReactionRunner(r, dsn, store, shop, signal, clock=clock) for r in reactions(policy)]
         if run_projectors
         else []
     )
