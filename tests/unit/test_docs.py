@@ -34,6 +34,15 @@ def test_the_registries_hold_the_worked_example() -> None:
     assert "product_rating" in fields["subscription"] and SHARED["productRating"] == "role"
 
 
+def test_the_reaction_the_guide_walks_through_is_the_shops() -> None:
+    from application.commands import Policy
+    from application.low_stock import LowStock
+    from application.shop import reactions
+
+    assert "class LowStock:" in GUIDE and "`application/low_stock.py`" in GUIDE
+    assert any(isinstance(r, LowStock) for r in reactions(Policy()))
+
+
 def test_the_files_changed_outside_the_feature_are_as_few_as_the_guide_says() -> None:
     """Outside its own modules, only the files the guide lists know the feature exists."""
     listed = GUIDE.rsplit("outside its own modules and tests:", 1)[1]

@@ -141,3 +141,71 @@ def test_shipped_or_cancelled_orders_cannot_be_cancelled_or_paid() -> None:
         order.decide(PayOrder("o1", Decimal("15.00"), ALICE, LATER), cancelled)
     with pytest.raises(InvalidState):
         order.decide(ShipOrder("o1", STAFF, LATER), cancelled)
+
+
+# Deadlines -----------------------------------------------------------------------------------
+
+WINDOW = timedelta(minutes=30)
+DUE = NOW + WINDOW
+SYSTEM = Actor.system("order-expiry")
+PLACED_WITH_DEADLINE = OrderPlaced("o1", "alice", LINES, Decimal("15.00"), NOW, DUE)
+
+
+def test_an_order_placed_with_a_window_carries_its_deadline() -> None:
+    decided = order.decide(PlaceOrder("o1", LINES, ALICE, NOW, WINDOW), given())
+    assert decided == [PLACED_WITH_DEADLINE]
+    state = given(PLACED_WITH_DEADLINE)
+    assert state is not None and state.expires_at == DUE
+
+
+def test_an_unpaid_order_expires_once_its_deadline_has_passed() -> None:
+    decided = order.decide(order.ExpireOrder("o1", SYSTEM, DUE), given(PLACED_WITH_DEADLINE))
+    assert decided == [order.OrderExpired("o1", DUE, DUE)]
+    state = given(PLACED_WITH_DEADLINE, *decided)
+    assert state is not None and state.status is OrderStatus.EXPIRED
+    assert state.expires_at is None and state.version == 2
+
+
+@pytest.mark.parametrize(
+    ("history", "at"),
+    [
+        ((PLACED_WITH_DEADLINE,), DUE - timedelta(microseconds=1)),  # not yet due
+        ((PLACED,), DUE + timedelta(days=1)),  # placed without a deadline
+        ((PLACED_WITH_DEADLINE, PAID), DUE),  # paid in time
+        ((PLACED_WITH_DEADLINE, OrderCancelled("o1", "no", "alice", NOW)), DUE),
+        ((PLACED_WITH_DEADLINE, order.OrderExpired("o1", DUE, DUE)), DUE),  # expired already
+    ],
+)
+def test_an_order_that_is_not_due_or_not_placed_does_not_expire(
+    history: tuple[order.OrderEvent, ...], at: datetime
+) -> None:
+    with pytest.raises(InvalidState):
+        order.decide(order.ExpireOrder("o1", SYSTEM, at), given(*history))
+
+
+@pytest.mark.parametrize("actor", [ALICE, STAFF])
+def test_only_the_server_expires_an_order(actor: Actor) -> None:
+    with pytest.raises(Forbidden):
+        order.decide(order.ExpireOrder("o1", actor, DUE), given(PLACED_WITH_DEADLINE))
+
+
+def test_a_payment_at_or_after_the_deadline_is_refused_and_before_it_accepted() -> None:
+    state = given(PLACED_WITH_DEADLINE)
+    with pytest.raises(InvalidState, match="deadline"):
+        order.decide(PayOrder("o1", Decimal("15.00"), ALICE, DUE), state)
+    just_before = DUE - timedelta(microseconds=1)
+    decided = order.decide(PayOrder("o1", Decimal("15.00"), ALICE, just_before), state)
+    assert decided == [PaymentProcessed("o1", Decimal("15.00"), Decimal("15.00"), just_before)]
+    paid = given(PLACED_WITH_DEADLINE, *decided)
+    assert paid is not None and paid.expires_at is None  # a deadline shows only while PLACED
+
+
+def test_an_expired_order_cannot_be_paid_cancelled_or_shipped() -> None:
+    state = given(PLACED_WITH_DEADLINE, order.OrderExpired("o1", DUE, DUE))
+    for command in (
+        PayOrder("o1", Decimal("15.00"), ALICE, LATER),
+        CancelOrder("o1", "why", ALICE, LATER),
+        ShipOrder("o1", STAFF, LATER),
+    ):
+        with pytest.raises(InvalidState):
+            order.decide(command, state)

@@ -14,6 +14,7 @@ from domain.errors import (
     Forbidden,
     InsufficientStock,
     InvalidInput,
+    InvalidState,
     NotFound,
 )
 from domain.product import (
@@ -143,3 +144,56 @@ def test_every_domain_error_carries_a_contract_code() -> None:
         "FORBIDDEN",
         "CONFLICT",
     }
+
+
+# Low stock -------------------------------------------------------------------------------------
+
+SYSTEM = Actor.system("low-stock")
+TEN = ProductRegistered("A", "Widget", Decimal("1.00"), 10, NOW)
+
+
+def move(reason: StockChange, quantity: int, on_hand: int, reserved: int) -> InventoryUpdated:
+    return InventoryUpdated("A", reason, quantity, on_hand, reserved, None, NOW)
+
+
+@pytest.mark.parametrize(
+    ("event", "crossed"),
+    [
+        (move(StockChange.RESERVATION, 6, 10, 6), True),  # 10 -> 4
+        (move(StockChange.RESERVATION, 1, 10, 5), False),  # 6 -> 5: not below
+        (move(StockChange.RESERVATION, 1, 10, 6), True),  # 5 -> 4
+        (move(StockChange.RESERVATION, 1, 10, 7), False),  # 4 -> 3: below already
+        (move(StockChange.RELEASE, 1, 10, 6), False),  # up
+        (move(StockChange.RESTOCK, 1, 5, 1), False),  # up
+        (move(StockChange.SHIPMENT, 2, 3, 0), False),  # available unchanged
+    ],
+)
+def test_a_crossing_below_the_threshold_is_known_from_the_event_alone(
+    event: InventoryUpdated, crossed: bool
+) -> None:
+    assert product.crossed_below(event, 5) is crossed
+
+
+def test_low_stock_is_flagged_once_per_crossing() -> None:
+    low = given(TEN, move(StockChange.RESERVATION, 7, 10, 7))
+    flagged = product.decide(product.FlagLowStock("A", 5, SYSTEM, NOW), low)
+    assert flagged == [product.LowStockReached("A", 3, 5, NOW)]
+    state = given(TEN, move(StockChange.RESERVATION, 7, 10, 7), *flagged)
+    assert state is not None and state.low_below == 5
+    with pytest.raises(InvalidState, match="already"):  # the same crossing again
+        product.decide(product.FlagLowStock("A", 5, SYSTEM, NOW), state)
+    back = product.evolve(state, move(StockChange.RESTOCK, 10, 20, 7))  # 13 available
+    assert back is not None and back.low_below is None
+    again = product.evolve(back, move(StockChange.RESERVATION, 10, 20, 17))  # 3: crossed again
+    assert product.decide(product.FlagLowStock("A", 5, SYSTEM, NOW), again) == [
+        product.LowStockReached("A", 3, 5, NOW)
+    ]
+
+
+def test_a_product_back_above_the_threshold_is_not_flagged_and_only_the_server_flags() -> None:
+    with pytest.raises(InvalidState, match="not below"):
+        product.decide(product.FlagLowStock("A", 5, SYSTEM, NOW), given(TEN))
+    low = given(TEN, move(StockChange.RESERVATION, 7, 10, 7))
+    for actor in (STAFF, CUSTOMER):
+        with pytest.raises(Forbidden):
+            product.decide(product.FlagLowStock("A", 5, actor, NOW), low)

@@ -3,7 +3,7 @@ the events of every stream at once: the rules that span aggregates (domain/shop.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -114,3 +114,20 @@ def test_another_customer_cannot_cancel_and_a_missing_order_is_not_found() -> No
         rules.cancel(state, stock, "mine now", BOB, NOW)
     with pytest.raises(NotFound):
         rules.cancel(None, stock, "no", STAFF, NOW)
+
+
+def test_an_order_past_its_deadline_expires_and_releases_its_stock_in_the_same_decision() -> None:
+    window = timedelta(minutes=30)
+    decision = rules.checkout(O1, (("A", 2),), catalogue(A=5), ANN, NOW, window)
+    states = after(decision, {"product-A": catalogue(A=5)["A"]})
+    placed, stock = states[order.stream_id(O1)], {"A": states["product-A"]}
+    system = Actor.system("order-expiry")
+    expired = rules.expire(placed, stock, system, NOW + window)  # type: ignore[arg-type]
+    assert expired == {
+        order.stream_id(O1): [order.OrderExpired(O1, NOW + window, NOW + window)],
+        "product-A": [InventoryUpdated("A", StockChange.RELEASE, 2, 5, 0, O1, NOW + window)],
+    }
+    with pytest.raises(InvalidState):  # a minute early: nothing moves
+        rules.expire(placed, stock, system, NOW + window - timedelta(minutes=1))  # type: ignore[arg-type]
+    with pytest.raises(Forbidden):  # not the server
+        rules.expire(placed, stock, STAFF, NOW + window)  # type: ignore[arg-type]
