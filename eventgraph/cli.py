@@ -219,8 +219,8 @@ def _own_signals() -> type[Any]:
 
 
 def _project(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the projectors only (no API): one of these per machine is enough; several elect
-    a leader per projection."""
+    """Run the projectors and the reactions only (no API): one of these per machine is
+    enough; several elect a leader per projection and per reaction."""
     return _run_alone(args, settings, "projectors", run_projectors=True, publish=False)
 
 
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("schema", help="print the GraphQL SDL").set_defaults(run=_schema)
 
     project = commands.add_parser(
-        "project", help="run the projectors without the API (leader election per projection)"
+        "project", help="run the projectors and reactions without the API (a leader for each)"
     )
     project.add_argument("--host", default="127.0.0.1")
     project.add_argument(
