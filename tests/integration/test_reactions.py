@@ -354,3 +354,50 @@ async def test_low_stock_is_flagged_once_per_crossing(clean_db: str) -> None:
         await asyncio.sleep(1.0)
         assert len(await events_of(runtime.pool, "LowStockReached")) == 2
         assert await pending(runtime.pool, "low-stock") == 0
+
+
+async def test_read_models_of_an_earlier_version_gain_the_new_columns_on_start(
+    clean_db: str,
+) -> None:
+    """A deployment whose tables predate deadlines: the columns are added to the live
+    generation and its views at start, with no rebuild, and the projectors fill them."""
+    clock = Clock()
+    async with shop_on(clean_db, clock) as runtime:
+        await shop(runtime).handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 9))
+        await caught_up(runtime)
+    conn = await asyncpg.connect(clean_db)
+    try:
+        for view, table, column in [
+            ("orders", "orders", "expires_at"),
+            ("products", "products", "low_since"),
+            ("products", "products", "low_below"),
+            ("sales_totals", "sales_totals", "orders_expired"),
+        ]:
+            schema = await conn.fetchval(
+                "SELECT table_schema FROM information_schema.columns"
+                " WHERE table_name = $1 AND column_name = $2 AND table_schema LIKE 'rm_%'",
+                table,
+                column,
+            )
+            await conn.execute(f"DROP VIEW readmodel.{view}")
+            await conn.execute(f"ALTER TABLE {schema}.{table} DROP COLUMN {column}")
+            await conn.execute(f"CREATE VIEW readmodel.{view} AS SELECT * FROM {schema}.{table}")
+    finally:
+        await conn.close()
+    async with shop_on(clean_db, clock, low_stock=5) as runtime:
+        s = shop(runtime)
+        placed = (await s.handle(commands.PlaceOrder(ALICE, [("A", 5)]))).state
+        await until(lambda: _eq(events_of(runtime.pool, "LowStockReached"), ["product-A"]))
+        await caught_up(runtime)
+        product = await runtime.pool.fetchrow("SELECT * FROM readmodel.products")
+        assert product["low_below"] == 5 and product["low_since"] is not None
+        clock.advance(WINDOW)
+        await until(lambda: _eq(pending(runtime.pool), 0))
+        await caught_up(runtime)
+        order = await runtime.pool.fetchrow("SELECT * FROM readmodel.orders")
+        assert (order["order_id"], order["status"]) == (placed.order_id, "EXPIRED")
+        sales = await runtime.pool.fetchrow("SELECT * FROM readmodel.sales_totals")
+        assert sales["orders_expired"] == 1
+        product = await runtime.pool.fetchrow("SELECT * FROM readmodel.products")
+        assert product["reserved"] == 0  # released by the expiry: 9 available again
+        assert product["low_below"] is None and product["low_since"] is None
