@@ -657,3 +657,46 @@ async def test_the_consumer_accepts_any_of_several_keys(pool: asyncpg.Pool, amqp
         Consumer(amqp_url, pool, "no-keys", ["#"], handle, key=[])
     with pytest.raises(ValueError):
         Consumer(amqp_url, pool, "an-empty-key", ["#"], handle, key=[KEY, b""])
+
+
+async def test_the_reactions_events_are_published_like_any_other(
+    clean_db: str, amqp_url: str, queue: str
+) -> None:
+    """LowStockReached and OrderExpired, appended by the server's own reactions, reach the
+    broker: other services learn of low stock and of expired orders without polling."""
+    from datetime import timedelta
+
+    from application import commands
+    from application.commands import Policy
+    from domain.values import Actor
+    from eventgraph.runtime import open_runtime
+    from tests.integration.test_reactions import Clock, events_of, pending, until
+
+    clock = Clock()
+    policy = Policy(payment_window=timedelta(seconds=60), low_stock_threshold=5)
+    staff, alice = Actor("sam", "staff"), Actor("alice", "customer")
+    async with open_runtime(
+        clean_db, publish_url=amqp_url, publish_key=KEY, policy=policy, clock=clock
+    ) as runtime:
+        assert runtime.shop is not None
+        await runtime.shop.handle(commands.RegisterProduct(staff, "A", "A", "1.00", 6))
+        await runtime.shop.handle(commands.PlaceOrder(alice, [("A", 2)]))  # 4 < 5: low
+        clock.advance(timedelta(seconds=60))
+
+        async def expired() -> bool:
+            return await pending(runtime.pool) == 0 and bool(
+                await events_of(runtime.pool, "OrderExpired")
+            )
+
+        await until(expired)
+        ids = {
+            str(r["event_id"]): r["type"]
+            for r in await runtime.pool.fetch(
+                "SELECT event_id, type FROM eventgraph.events"
+                " WHERE type IN ('LowStockReached', 'OrderExpired')"
+            )
+        }
+        assert sorted(ids.values()) == ["LowStockReached", "OrderExpired"]
+        messages = await drain(amqp_url, queue, set(ids))
+    keys = {m.routing_key for m in messages if str(m.message_id) in ids}
+    assert keys == {"product.LowStockReached", "order.OrderExpired"}
