@@ -160,7 +160,7 @@ class ReactionRunner:
         batch_size: int = 1_000,
         fire_batch: int = 200,
         concurrency: int = 32,
-        rate: float = 1_000.0,
+        rate: float = 2_000.0,
         poll_interval: float = 0.5,
         standby_interval: float = 0.5,
         retry_failed_after: float = 30.0,
