@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import jwt
 
-from domain.values import MAX_SUB, ROLES, Role, is_clean_text
+from domain.values import MAX_SUB, ROLES, SYSTEM_PREFIX, Role, is_clean_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,8 @@ def valid_sub(sub: object) -> bool:
     """1 to MAX_SUB characters in NFC, none of them control, invisible or bidirectional
     formatting, no space but single inner ones: two subjects that look alike on a page
     (`alice` and `alice\u200b`, `alice `, an RLO-reversed name) would be two users that
-    nobody can tell apart."""
+    nobody can tell apart. Nor `system:…`: the server's own actors (its reactions) are
+    named so, and no user may act, or look in the log, as one of them."""
     return (
         isinstance(sub, str)
         and 1 <= len(sub) <= MAX_SUB
@@ -51,6 +52,7 @@ def valid_sub(sub: object) -> bool:
         and sub == sub.strip()
         and "  " not in sub
         and not any(_invisible(c) for c in sub)
+        and not sub.startswith(SYSTEM_PREFIX)
     )
 
 
@@ -87,7 +89,7 @@ def mint_token(
     if not valid_sub(sub):
         raise ValueError(
             f"sub must be 1 to {MAX_SUB} characters: no control, invisible or bidirectional"
-            " characters, no leading, trailing or repeated spaces"
+            f" characters, no leading, trailing or repeated spaces, not starting {SYSTEM_PREFIX!r}"
         )
     if ttl_seconds > MAX_LIFETIME_SECONDS:
         raise ValueError(f"the lifetime must be at most {MAX_LIFETIME_SECONDS} seconds")

@@ -53,8 +53,18 @@ class Idempotency:
             return None
         if not isinstance(client_key, str) or not CLIENT_KEY.fullmatch(client_key):
             raise InvalidInput("idempotencyKey must be 1 to 200 printable ASCII characters")
-        scope = orjson.dumps([actor.id, client_key])
         signature = orjson.dumps([command, arguments], default=str)
+        if actor.is_system:
+            # The server's own commands (a reaction's timer): a scope no caller shares, and
+            # no key from before keys had scopes.
+            scope = orjson.dumps(["system", actor.id, client_key])
+            return cls(
+                "k2s:" + hashlib.sha256(scope).hexdigest(),
+                hashlib.sha256(signature).hexdigest(),
+                None,
+                touches,
+            )
+        scope = orjson.dumps([actor.id, client_key])
         legacy = f"{command}:{len(actor.id)}:{actor.id}:{client_key}"
         return cls(
             "k2:" + hashlib.sha256(scope).hexdigest(),

@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol
@@ -37,7 +37,7 @@ from application.commands import Command
 from application.idempotency import Conflict
 from domain.aggregate import DomainEvent
 from domain.codec import decode
-from domain.errors import DomainError
+from domain.errors import AlreadyExists, InvalidState, NotYet
 from eventstore.events import RecordedEvent
 from eventstore.leadership import wait_to_lead
 from eventstore.notify import Signal
@@ -211,19 +211,19 @@ class ReactionRunner:
             await wait_to_lead(conn, f"eventgraph.reaction.{self.name}", self._standby_interval)
             self.role = "leader"
             log.info("reaction %s: leading", self.name)
-            backoff.reset()
-            await self._lead(conn)
+            await self._lead(conn, backoff)
         finally:
             self.role = "reconnecting"
             if not conn.is_closed():
                 conn.terminate()
 
-    async def _lead(self, conn: asyncpg.Connection) -> None:
+    async def _lead(self, conn: asyncpg.Connection, backoff: Backoff) -> None:
         while True:
             armed = self._signal.armed()
             started = time.monotonic()
             moved = await self.step(conn)
             fired = await self.fire_due(conn)
+            backoff.reset()  # a whole round done: a failure after this is a new one
             if fired:
                 # The bound on the rate: `fired` commands take at least fired / rate seconds.
                 await asyncio.sleep(max(fired / self._rate - (time.monotonic() - started), 0))
@@ -372,13 +372,14 @@ class ReactionRunner:
             if getattr(command, "idempotency_key", None) != timer.idempotency_key:
                 command = replace(command, idempotency_key=timer.idempotency_key)  # type: ignore[type-var]
             result = await self._commands.handle(command)
-        except Conflict as exc:
+        except (Conflict, NotYet) as exc:
+            # Busy, or asked early (this clock behind the one that found it due): again soon.
             return self._failed(timer, exc)
-        except DomainError as exc:
-            # Refused on the state it found (the order was paid or cancelled meanwhile):
-            # what the timer was for cannot happen, or has happened already.
+        except (InvalidState, AlreadyExists) as exc:
+            # Refused for good on the state it found (the order was paid or cancelled
+            # meanwhile): what the timer was for cannot happen, or has happened already.
             metrics.TIMERS_FIRED.labels(self.name, "refused").inc()
-            log.debug("reaction %s: timer %s refused: %s", self.name, timer.key, exc)
+            log.info("reaction %s: timer %s refused: %s", self.name, timer.key, exc)
             return None
         except Exception as exc:
             return self._failed(timer, exc)
@@ -387,8 +388,10 @@ class ReactionRunner:
         return None
 
     def _failed(self, timer: Timer, exc: Exception) -> str:
+        """Anything but a final refusal (the database away, a conflict, a bug: NOT_FOUND,
+        FORBIDDEN) keeps the timer, tried again with backoff and shown as retrying."""
         metrics.TIMERS_FAILED.labels(self.name).inc()
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        error = f"{type(exc).__name__}: {exc}".replace("\x00", "")[:500]
         log.warning(
             "reaction %s: timer %s failed (attempt %d), trying again in %s: %s",
             self.name,
@@ -401,10 +404,15 @@ class ReactionRunner:
 
 
 async def reaction_status(
-    conn: asyncpg.Connection | asyncpg.Pool, head: int, now: datetime | None = None
+    conn: asyncpg.Connection | asyncpg.Pool,
+    head: int,
+    active: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Each reaction's checkpoint against the log's `head`, its timers and what stopped it,
-    for `eventgraph projections` and /readyz (beside the projections)."""
+    for `eventgraph projections` and /readyz (beside the projections). A reaction not in
+    `active` (turned off by the settings: it keeps its checkpoint and timers for when it is
+    on again) shows as `off`."""
     now = now or datetime.now(UTC)
     rows = await conn.fetch(
         """
@@ -419,7 +427,7 @@ async def reaction_status(
     )
     return {
         r["name"]: {
-            "status": r["status"],
+            "status": r["status"] if active is None or r["name"] in active else "off",
             "error": r["error"],
             "stoppedAt": r["failed_position"],
             "checkpoint": r["position"],

@@ -27,5 +27,10 @@ class InvalidState(DomainError):
     code = "INVALID_STATE"
 
 
+class NotYet(InvalidState):
+    """Refused for now, not for good: asked before its time (a deadline not yet passed).
+    A reaction's timer refused so is tried again, not dropped."""
+
+
 class Forbidden(DomainError):
     code = "FORBIDDEN"

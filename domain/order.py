@@ -13,7 +13,7 @@ from typing import ClassVar, assert_never
 
 from domain import values
 from domain.aggregate import AggregateType
-from domain.errors import InvalidInput, InvalidState, NotFound
+from domain.errors import InvalidInput, InvalidState, NotFound, NotYet
 from domain.ids import OrderId
 from domain.values import Actor
 
@@ -326,8 +326,10 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
             order = _existing(state, command.order_id, command.actor)
             if order.status is not OrderStatus.PLACED:
                 raise InvalidState(f"an order that is {order.status} cannot expire")
-            if order.expires_at is None or not is_overdue(order, command.at):
-                raise InvalidState("this order's payment deadline has not passed")
+            if order.expires_at is None:
+                raise InvalidState("this order has no payment deadline")
+            if not is_overdue(order, command.at):
+                raise NotYet(f"this order's payment deadline, {order.expires_at}, has not passed")
             return [OrderExpired(order.order_id, order.expires_at, command.at)]
         case _:
             assert_never(command)

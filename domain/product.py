@@ -293,9 +293,7 @@ def decide(command: ProductCommand, state: ProductState) -> list[ProductEvent]:
                 raise InvalidState(f"{product.available} available: not below the threshold")
             if product.low_below is not None:
                 raise InvalidState("already flagged low on stock since it fell below")
-            return [
-                LowStockReached(product.sku, product.available, command.threshold, command.at)
-            ]
+            return [LowStockReached(product.sku, product.available, command.threshold, command.at)]
         case _:
             assert_never(command)
 

@@ -25,6 +25,9 @@ DECIMAL: Final = re.compile(r"[+-]?[0-9]{1,20}(?:\.[0-9]{1,20})?")
 """A decimal number as text: ASCII digits only, no exponent, no underscores."""
 
 
+SYSTEM_PREFIX: Final = "system:"
+"""The ids of the server's own actors; no token's `sub` may start so (application/auth.py)."""
+
 Role = Literal["customer", "staff", "system"]
 ROLES: Final[tuple[Role, ...]] = ("customer", "staff")
 """The roles a token can carry. `system` is the server's own (its reactions: see
@@ -41,7 +44,7 @@ class Actor:
     @classmethod
     def system(cls, name: str) -> Actor:
         """The server itself, acting for one of its reactions."""
-        return cls(f"system:{name}", "system")
+        return cls(f"{SYSTEM_PREFIX}{name}", "system")
 
     @property
     def is_staff(self) -> bool:

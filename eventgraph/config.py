@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from application.commands import Policy
+from domain.values import MAX_STOCK
 from support.logs import FORMATS
 from transport.origins import Hosts
 
@@ -88,12 +89,20 @@ MAX_PAYMENT_WINDOW = 366 * 24 * 3600
 def _payment_window(env: Mapping[str, str]) -> float:
     """Seconds a placed order waits for its payment: 0 for no deadline, at most a year."""
     seconds = _number(env, "EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "1800")
-    if seconds > MAX_PAYMENT_WINDOW:
+    if seconds > MAX_PAYMENT_WINDOW or 0 < seconds < 1:
         raise ConfigError(
-            f"EVENTGRAPH_PAYMENT_WINDOW_SECONDS must be at most {MAX_PAYMENT_WINDOW} (a year);"
-            " 0 turns deadlines off"
+            f"EVENTGRAPH_PAYMENT_WINDOW_SECONDS must be from 1 to {MAX_PAYMENT_WINDOW} (a year),"
+            " or 0 to turn deadlines off"
         )
     return seconds
+
+
+def _threshold(env: Mapping[str, str]) -> int:
+    """Available stock below which a product is flagged: 0 (off) to the most stock there is."""
+    threshold = int(_number(env, "EVENTGRAPH_LOW_STOCK_THRESHOLD", "5", whole=True))
+    if threshold > MAX_STOCK:
+        raise ConfigError(f"EVENTGRAPH_LOW_STOCK_THRESHOLD must be at most {MAX_STOCK}")
+    return threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +165,7 @@ class Settings:
             max_operations_per_user=_limit(env, "EVENTGRAPH_MAX_OPERATIONS_PER_USER", 8),
             max_subscriptions_per_user=_limit(env, "EVENTGRAPH_MAX_SUBSCRIPTIONS_PER_USER", 256),
             payment_window_seconds=_payment_window(env),
-            low_stock_threshold=int(
-                _number(env, "EVENTGRAPH_LOW_STOCK_THRESHOLD", "5", whole=True)
-            ),
+            low_stock_threshold=_threshold(env),
         )
 
     def policy(self) -> Policy:

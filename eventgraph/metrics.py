@@ -45,7 +45,10 @@ async def refresh_levels(runtime: Runtime, transport: TransportState) -> dict[st
         metrics.PROJECTION_LAG_EVENTS.labels(name).set(p["lagEvents"])
         metrics.PROJECTION_LAG_SECONDS.labels(name).set(p["lagSeconds"])
         metrics.PARKED_EVENTS.labels(name).set(len(p["parked"]))
-    for name, r in (await reaction_status(runtime.pool, head)).items():
+    active = [r.name for r in runtime.reactors] or None
+    for name, r in (await reaction_status(runtime.pool, head, active)).items():
+        if r["status"] == "off":
+            continue
         metrics.REACTION_CHECKPOINT.labels(name).set(r["checkpoint"])
         metrics.REACTION_LAG_EVENTS.labels(name).set(r["lagEvents"])
         metrics.TIMERS_PENDING.labels(name).set(r["timersPending"])

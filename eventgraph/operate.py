@@ -68,6 +68,7 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from application.reactions import reaction_status
+    from application.shop import reactions
     from eventgraph.runtime import create_pool
     from eventstore.store import EventStore
     from projections.operations import status
@@ -80,7 +81,8 @@ def projections(args: argparse.Namespace, settings: Settings) -> int:
                 reads = await create_pool(settings.read_database_url, min_size=1, max_size=2)
             head = await EventStore(pool).head()
             report = await status(reads, head, settings.max_lag_events, detail=True, log=pool)
-            return report | {"reactions": await reaction_status(pool, head)}
+            active = [r.name for r in reactions(settings.policy())]
+            return report | {"reactions": await reaction_status(pool, head, active)}
         finally:
             if reads is not pool:
                 await reads.close()

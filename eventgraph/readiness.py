@@ -30,4 +30,5 @@ async def readiness(
         return {"ready": report["ready"]}
     # Beside the projections, for the operator: a reaction that lags or has stopped delays
     # deadlines, not reads, so it does not make this process unready.
-    return report | {"reactions": await reaction_status(runtime.pool, head)}
+    active = [r.name for r in runtime.reactors] or None
+    return report | {"reactions": await reaction_status(runtime.pool, head, active)}

@@ -57,6 +57,20 @@ class Projection(Protocol):
         ...
 
 
+def add_column(schema: str, table: str, column: str, definition: str) -> str:
+    """DDL adding a column to a live table only if it is missing: `ADD COLUMN IF NOT EXISTS`
+    would lock the table against readers on every start even when the column is there."""
+    return f"""
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{schema}.{table}'::regclass
+                  AND attname = '{column}' AND NOT attisdropped) THEN
+    SET LOCAL lock_timeout = '10s';
+    ALTER TABLE {schema}.{table} ADD COLUMN {column} {definition};
+  END IF;
+END $$;
+"""
+
+
 class RowProjection:
     """Rows keyed by one text column, each folded from the events about it."""
 
@@ -85,8 +99,7 @@ class RowProjection:
     def create_indexes(self, schema: str) -> str:
         types = dict(self.columns)
         added = "".join(
-            f"ALTER TABLE {schema}.{self.table} ADD COLUMN IF NOT EXISTS {name}"
-            f" {types[name].split()[0]};\n"
+            add_column(schema, self.table, name, types[name].split()[0])
             for name in self.added_columns
         )
         # Live views read the rows changed since a position (projections/slice.py).

@@ -23,6 +23,7 @@ from domain.order import (
     PaymentRefunded,
 )
 from eventstore.events import RecordedEvent
+from projections.base import add_column
 from projections.slice import Changes, LiveTopic, Loader, ReadModel
 
 NAME = "sales"
@@ -107,10 +108,7 @@ class SalesProjection:
 
     def create_indexes(self, schema: str) -> str:
         # Added after the table shipped: 0 is right for every log written before OrderExpired.
-        return (
-            f"ALTER TABLE {schema}.sales_totals"
-            " ADD COLUMN IF NOT EXISTS orders_expired integer NOT NULL DEFAULT 0;"
-        )
+        return add_column(schema, "sales_totals", "orders_expired", "integer NOT NULL DEFAULT 0")
 
     async def apply(
         self, conn: asyncpg.Connection, schema: str, events: Sequence[RecordedEvent]

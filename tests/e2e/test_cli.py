@@ -293,36 +293,6 @@ def test_park_refuses_a_position_beyond_the_log_in_one_line(
         assert "not a log position" in line
 
 
-COMING = CONTRACT.with_name("coming.graphql")
-BUILT = ("Order deadlines",)
-"""The parts of coming.graphql built so far: each is owed from now on, as schema.graphql is."""
-
-
-def _coming_parts() -> dict[str, str]:
-    parts = re.split(r"^# -{20,}\n", COMING.read_text(), flags=re.MULTILINE)
-    found = {}
-    for part in parts[1:]:
-        title = re.match(r"# (.+?) \(issue", part)
-        if title:
-            found[title.group(1)] = part
-    return found
-
-
-@pytest.mark.skipif(not COMING.exists(), reason="the shared contract is not beside the checkout")
-def test_printed_sdl_contains_the_built_parts_of_the_coming_contract(tmp_path: Path) -> None:
-    printed = _definitions(cli("schema", env=clean_env(tmp_path)).stdout)
-    parts = _coming_parts()
-    for title in BUILT:
-        owed = _definitions(parts[title])
-        assert owed, title
-        missing = {
-            name: sorted(fields - printed.get(name, set()))
-            for name, fields in owed.items()
-            if not fields <= printed.get(name, set())
-        }
-        assert not missing, title
-
-
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -401,3 +401,37 @@ async def test_read_models_of_an_earlier_version_gain_the_new_columns_on_start(
         product = await runtime.pool.fetchrow("SELECT * FROM readmodel.products")
         assert product["reserved"] == 0  # released by the expiry: 9 available again
         assert product["low_below"] is None and product["low_since"] is None
+
+
+async def test_a_timer_refused_as_early_is_kept_and_fired_again_not_dropped(
+    clean_db: str,
+) -> None:
+    """The process that found the timer due has a clock ahead of the one deciding (or the
+    clock stepped back): the order says "not yet", and the timer waits and fires later."""
+    clock = Clock()
+    async with shop_on(clean_db, clock, run_projectors=False) as runtime:
+        s = shop(runtime)
+        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 5))
+        placed = (await s.handle(commands.PlaceOrder(ALICE, [("A", 2)]))).state
+        ahead = Clock()
+        ahead.now = clock.now + WINDOW
+        runner = ReactionRunner(
+            OrderExpiry(), clean_db, runtime.store, s, runtime.log_signal, clock=ahead
+        )
+        conn = await asyncpg.connect(clean_db)
+        await init_connection(conn)
+        try:
+            while await runner.step(conn):
+                pass
+            assert await runner.fire_due(conn) == 1  # refused: the shop's clock is behind
+            row = await conn.fetchrow("SELECT attempts, due_at, last_error FROM eventgraph.timers")
+            assert row["attempts"] == 1 and row["due_at"] > ahead.now
+            assert "NotYet" in row["last_error"]
+            assert await events_of(runtime.pool, "OrderExpired") == []
+            clock.advance(WINDOW)  # the shop's clock catches up
+            ahead.advance(timedelta(seconds=2))  # the retry's delay passes
+            assert await runner.fire_due(conn) == 1
+            assert await pending(runtime.pool) == 0
+            assert await events_of(runtime.pool, "OrderExpired") == [f"order-{placed.order_id}"]
+        finally:
+            await conn.close()

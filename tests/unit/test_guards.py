@@ -303,3 +303,62 @@ def test_a_relay_in_production_needs_a_publish_key_of_32_bytes(
         Settings.from_env()
     monkeypatch.setenv("EVENTGRAPH_PUBLISH_KEY", "p" * 32)
     assert Settings.from_env().resolve_publish_key() == b"p" * 32
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "-1"),
+        ("EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "abc"),
+        ("EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "nan"),
+        ("EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "1e-9"),  # would be no deadline, silently
+        ("EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "31622401"),  # over a year
+        ("EVENTGRAPH_LOW_STOCK_THRESHOLD", "-5"),
+        ("EVENTGRAPH_LOW_STOCK_THRESHOLD", "2.5"),
+        ("EVENTGRAPH_LOW_STOCK_THRESHOLD", "2147483648"),  # would stop the products projection
+    ],
+)
+def test_deadline_and_threshold_settings_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from eventgraph.config import ConfigError, Settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env()
+
+
+def test_deadline_settings_make_the_shops_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from eventgraph.config import Settings
+
+    monkeypatch.delenv("EVENTGRAPH_PAYMENT_WINDOW_SECONDS", raising=False)
+    monkeypatch.delenv("EVENTGRAPH_LOW_STOCK_THRESHOLD", raising=False)
+    default = Settings.from_env().policy()
+    assert (default.payment_window, default.low_stock_threshold) == (timedelta(minutes=30), 5)
+    monkeypatch.setenv("EVENTGRAPH_PAYMENT_WINDOW_SECONDS", "0")
+    monkeypatch.setenv("EVENTGRAPH_LOW_STOCK_THRESHOLD", "0")
+    off = Settings.from_env().policy()
+    assert (off.payment_window, off.low_stock_threshold) == (None, 0)
+
+
+def test_no_token_acts_as_the_server_or_shares_its_idempotency_keys() -> None:
+    from application.auth import valid_sub
+    from application.idempotency import Idempotency
+    from domain.values import Actor
+
+    assert not valid_sub("system:order-expiry") and valid_sub("systems-team")
+    with pytest.raises(ValueError, match="system:"):
+        mint_token(SECRET, "system:order-expiry", "staff")
+    forged = jwt.encode(
+        {"sub": "system:order-expiry", "role": "staff", "exp": int(time.time()) + 60},
+        SECRET,
+        algorithm="HS256",
+    )
+    with pytest.raises(AuthError):
+        verify_token(forged, SECRET)
+    server = Idempotency.of(Actor.system("order-expiry"), "timer:k", "expireOrder", ["o1"])
+    lookalike = Idempotency.of(Actor("system:order-expiry", "staff"), "timer:k", "expireOrder", ["o1"])  # fmt: skip
+    assert server is not None and lookalike is not None
+    assert server.key != lookalike.key and server.legacy_key is None
