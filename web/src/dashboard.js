@@ -168,7 +168,7 @@ const shortId = (id) => `${id.slice(0, 8)}…`;
 
 const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
 function ago(iso) {
-  const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  const seconds = Math.round((Date.parse(iso) - serverNow()) / 1000);
   if (Math.abs(seconds) < 45) return "just now";
   const minutes = Math.round(seconds / 60);
   if (Math.abs(minutes) < 60) return relative.format(minutes, "minute");
@@ -183,6 +183,64 @@ function clock(iso) {
   return today
     ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
     : date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+// ---- the server's clock: an order's deadline is the server's, and this computer's clock may
+// be off. The Date header of a request to the server bounds the difference: the server's
+// clock read between `date` and `date` + 3 s (whole seconds, and the server refreshes its
+// header once a second, later when busy) while ours read between sending and receiving. A
+// clock within those bounds is left alone; one outside them is moved to the latest time the
+// server's clock may read: a countdown then errs on the side of less time, never more.
+
+let clockOffset = 0; // ms to add to Date.now() to read the server's clock
+const serverNow = () => Date.now() + clockOffset;
+
+async function measureClock() {
+  try {
+    const sent = Date.now();
+    const response = await fetch(new URL("/", window.location.href), { method: "HEAD", cache: "no-store" });
+    const received = Date.now();
+    const date = Date.parse(response.headers.get("Date") || "");
+    if (!Number.isFinite(date)) return;
+    const least = date - received;
+    const most = date + 3000 - sent;
+    clockOffset = least <= 0 && 0 <= most ? 0 : most;
+  } catch {
+    // unreachable: keep the last estimate
+  }
+}
+
+/** "29:41", "1:02:03", "2 d 03:04:05": the time left, rounded up to the second. */
+function timeLeft(ms) {
+  let seconds = Math.ceil(ms / 1000);
+  const days = Math.floor(seconds / 86_400);
+  seconds -= days * 86_400;
+  const hours = Math.floor(seconds / 3600);
+  seconds -= hours * 3600;
+  const minutes = Math.floor(seconds / 60);
+  seconds -= minutes * 60;
+  const two = (n) => String(n).padStart(2, "0");
+  if (days) return `${days} d ${two(hours)}:${two(minutes)}:${two(seconds)}`;
+  if (hours) return `${hours}:${two(minutes)}:${two(seconds)}`;
+  return `${minutes}:${two(seconds)}`;
+}
+
+/** An unpaid order's countdown; never below zero: once time is up the server expires it. */
+function countdownText(expiresAt) {
+  const left = Date.parse(expiresAt) - serverNow();
+  if (!(left > 0)) return "expiring…";
+  return role === "customer" ? `Pay within ${timeLeft(left)}` : `Expires in ${timeLeft(left)}`;
+}
+
+/** Every countdown on the page, in place (the rows are not rebuilt: a click is never lost). */
+function tickCountdowns() {
+  for (const node of document.querySelectorAll("[data-expires-at]")) {
+    const text = countdownText(node.dataset.expiresAt);
+    if (node.textContent !== text) {
+      node.textContent = text;
+      node.classList.toggle("due", text === "expiring…");
+    }
+  }
 }
 
 // ---- the header: connection state, messages, the last error
@@ -228,15 +286,18 @@ class ApiError extends Error {
 }
 
 const STATUS_WORDS = {
-  staff: { PLACED: "Awaiting payment", PAID: "Paid, to ship", SHIPPED: "Shipped", CANCELLED: "Cancelled" },
-  customer: { PLACED: "Awaiting payment", PAID: "Paid, being prepared", SHIPPED: "Shipped", CANCELLED: "Cancelled" },
+  staff: { PLACED: "Awaiting payment", PAID: "Paid, to ship", SHIPPED: "Shipped", CANCELLED: "Cancelled", EXPIRED: "Expired" },
+  customer: { PLACED: "Awaiting payment", PAID: "Paid, being prepared", SHIPPED: "Shipped", CANCELLED: "Cancelled", EXPIRED: "Expired" },
 };
+/** Said under a status that needs a reason. */
+const STATUS_NOTES = { EXPIRED: "Not paid in time: the items went back on sale" };
 const statusWord = (status) => STATUS_WORDS[role]?.[status] ?? status;
 
 /** What a person reads for a failed action. `about`: { sku, order } the action was on. */
 function humanError(error, about = {}) {
   const { code, message = "" } = error;
   const order = about.order ? `Order ${shortId(about.order.id)}` : "That order";
+  const orderLower = about.order ? `order ${shortId(about.order.id)}` : "that order";
   switch (code) {
     case "INSUFFICIENT_STOCK": {
       const found = message.match(/only (\d+) of '([^']*)'/);
@@ -246,7 +307,16 @@ function humanError(error, about = {}) {
     case "ALREADY_EXISTS":
       return about.sku ? `A product with SKU ${about.sku} already exists` : "That already exists";
     case "INVALID_STATE": {
+      // The server decides when time is up, by its own clock: at or after the deadline a
+      // payment is refused before the order's EXPIRED view has reached this page.
+      if (/payment deadline passed/.test(message)) {
+        return `Too late to pay: the time to pay for ${orderLower} ran out, so its items go back on sale`;
+      }
       const found = message.match(/that is (\w+) cannot be (\w+)/);
+      if (found?.[1] === "EXPIRED") {
+        if (found[2] === "paid") return `${order} was not paid in time: it has expired and its items went back on sale`;
+        return `${order} has expired (it was not paid in time): it cannot be ${found[2]} any more`;
+      }
       if (found) {
         const when = found[1] === "PLACED" ? "yet" : "any more";
         return `${order} is ${statusWord(found[1]).toLowerCase()}: it cannot be ${found[2]} ${when}`;
@@ -363,7 +433,10 @@ function onStatus(state, detail) {
     showError("Live updates stopped: reload the page", "CLOSED", detail || "the server closed the connection");
   } else if (state === "connected") {
     setConnection("connected");
-    if (connectedBefore) loadProducts().catch(failed); // products registered while away
+    if (connectedBefore) {
+      measureClock(); // maybe another server, with another clock
+      loadProducts().catch(failed); // products registered while away
+    }
     connectedBefore = true;
   } else setConnection(connectedBefore || state === "reconnecting" ? "reconnecting" : "connecting");
 }
@@ -426,8 +499,8 @@ function armExpiry() {
 
 // ---- documents
 
-const PRODUCT = "id sku name unitPrice onHand reserved available position";
-const ORDER = "id customerId status total amountPaid placedAt version position lines { sku quantity }";
+const PRODUCT = "id sku name unitPrice onHand reserved available lowOnStock lowOnStockSince position";
+const ORDER = "id customerId status total amountPaid placedAt expiresAt version position lines { sku quantity }";
 
 // ---- products
 
@@ -441,7 +514,14 @@ function productLabel(sku) {
 
 function keepProduct(product) {
   const held = products.get(product.sku);
-  if (held && held.position >= product.position) return;
+  // A mutation's answer knows whether the product is low on stock, not since when: the
+  // products read model does (its view at the same position may follow the answer).
+  const knowsSince = (p) => Boolean(p?.lowOnStock && p.lowOnStockSince);
+  if (held && held.position > product.position) return;
+  if (held && held.position === product.position && (knowsSince(held) || !knowsSince(product))) return;
+  if (product.lowOnStock && !product.lowOnStockSince && knowsSince(held)) {
+    product = { ...product, lowOnStockSince: held.lowOnStockSince };
+  }
   products.set(product.sku, product);
   setPosition("products", product.position);
   schedule();
@@ -583,8 +663,19 @@ async function orderCommand(name, order) {
       else notify(Number(order.amountPaid) > 0 ? `${label} cancelled, ${money(order.amountPaid)} refunded` : `${label} cancelled`);
     } catch (error) {
       failed(error, { order });
+      // Refused for the order's state: this page's view of it is behind; read it again.
+      if (error?.code === "INVALID_STATE") refreshOrder(order.id);
     }
   });
+}
+
+async function refreshOrder(id) {
+  try {
+    const data = await gql(`query ($id: ID!) { order(id: $id) { ${ORDER} } }`, { id });
+    if (data.order) keepOrder(data.order);
+  } catch {
+    // the feed brings it anyway
+  }
 }
 
 async function buy(sku) {
@@ -698,9 +789,9 @@ function stockRow(sku) {
     const quantity = el("input", { type: "number", min: "1", step: "1", value: "10", "aria-label": `Restock quantity for ${sku}`, class: "qty" });
     const button = el("button", { type: "submit", class: "action" }, "Restock");
     const cells = Object.fromEntries(
-      ["name", "sku", "price", "onHand", "reserved", "available", "sold"].map((field) => [
+      ["name", "sku", "price", "onHand", "reserved", "available", "sold", "alerts"].map((field) => [
         field,
-        el("td", { "data-field": field, class: ["name", "sku"].includes(field) ? null : "num" }),
+        el("td", { "data-field": field, class: ["name", "sku", "alerts"].includes(field) ? null : "num" }),
       ]),
     );
     const form = el("form", { class: "restock", onsubmit: (event) => {
@@ -730,6 +821,11 @@ function renderStock() {
     for (const [field, value] of Object.entries(text)) {
       if (row.cells[field].textContent !== String(value)) row.cells[field].textContent = String(value);
     }
+    const alert = p.lowOnStock ? `low ${p.lowOnStockSince || ""}` : "";
+    if (row.cells.alerts.dataset.shown !== alert) {
+      row.cells.alerts.dataset.shown = alert;
+      row.cells.alerts.replaceChildren(...lowStock(p, { since: true }));
+    }
     row.quantity.setAttribute("aria-label", `Restock quantity for ${p.name}`);
     row.button.setAttribute("aria-label", `Restock ${p.name}`);
     row.button.disabled = actionDisabled();
@@ -740,6 +836,15 @@ function renderStock() {
     body.replaceChildren(...wanted);
   }
   $("products-empty").hidden = rows.length > 0 || !productsLoaded;
+}
+
+/** The low-stock badge (staff also read since when). */
+function lowStock(p, { since = false } = {}) {
+  if (!p.lowOnStock) return [];
+  const badge = el("span", { class: "badge low", "data-field": "low-stock" }, "Low on stock");
+  if (!since || !p.lowOnStockSince) return [badge];
+  const at = el("time", { datetime: p.lowOnStockSince, title: new Date(p.lowOnStockSince).toLocaleString() }, clock(p.lowOnStockSince));
+  return [badge, " ", el("span", { class: "muted", "data-field": "low-since" }, "since ", at)];
 }
 
 function renderShop() {
@@ -756,6 +861,7 @@ function renderShop() {
           { "data-field": "available", "data-available": p.available, class: p.available > 0 ? "stock" : "stock bad" },
           p.available > 5 ? `${p.available} in stock` : p.available > 0 ? `Only ${p.available} left` : "Sold out",
         ),
+        p.available > 0 && p.lowOnStock ? el("p", {}, lowStock(p)) : null, // sold out says more
         el(
           "button",
           {
@@ -811,7 +917,24 @@ function renderOrders() {
         staff ? el("td", {}, o.customerId) : null,
         el("td", {}, o.lines.map((l) => `${l.quantity} × ${productLabel(l.sku)}`).join(", ")),
         el("td", { class: "num" }, money(o.total)),
-        el("td", {}, el("span", { class: `status status-${o.status.toLowerCase()}`, "data-field": "status", "data-status": o.status }, statusWord(o.status))),
+        el(
+          "td",
+          { class: "state" },
+          el("span", { class: `status status-${o.status.toLowerCase()}`, "data-field": "status", "data-status": o.status }, statusWord(o.status)),
+          o.status === "PLACED" && o.expiresAt
+            ? el(
+                "span",
+                {
+                  class: countdownText(o.expiresAt) === "expiring…" ? "countdown due" : "countdown",
+                  "data-field": "countdown",
+                  "data-expires-at": o.expiresAt,
+                  title: `Unless paid, it expires at ${new Date(o.expiresAt).toLocaleString()}`,
+                },
+                countdownText(o.expiresAt),
+              )
+            : null,
+          STATUS_NOTES[o.status] ? el("span", { class: "note", "data-field": "status-note" }, STATUS_NOTES[o.status]) : null,
+        ),
         el("td", { class: "actions" }, orderActions(o)),
       ),
     ),
@@ -834,7 +957,7 @@ function countPlaced(placedAt) {
 function renderChart() {
   if (role !== "staff") return;
   const svg = $("chart");
-  const now = Math.floor(Date.now() / 60_000);
+  const now = Math.floor(serverNow() / 60_000);
   const counts = [];
   for (let m = now - MINUTES + 1; m <= now; m++) counts.push(perMinute.get(m) || 0);
   const total = counts.reduce((a, b) => a + b, 0);
@@ -870,7 +993,7 @@ function renderSales(d) {
   if (d.position <= salesPosition) return; // an older view never replaces a newer one
   salesPosition = d.position;
   lastSales = d;
-  for (const field of ["ordersPlaced", "ordersPaid", "ordersShipped", "ordersCancelled"]) {
+  for (const field of ["ordersPlaced", "ordersPaid", "ordersShipped", "ordersCancelled", "ordersExpired"]) {
     $(field).textContent = d[field];
   }
   $("revenue").textContent = money(d.revenue);
@@ -930,6 +1053,8 @@ async function start() {
   if (role !== "staff") $("graphiql-link").remove(); // a shop, not a developer page
   $("orders-title").textContent = role === "staff" ? "Latest orders" : "My orders";
   armExpiry();
+  measureClock();
+  setInterval(tickCountdowns, 250); // shown by the second, checked often enough not to skip one
   connect();
   try {
     await loadProducts();
@@ -938,7 +1063,7 @@ async function start() {
   }
   if (role === "staff") {
     live(
-      `subscription { salesDashboard { id ordersPlaced ordersPaid ordersShipped ordersCancelled revenue position topProducts(limit: 5) { sku unitsSold revenue } } }`,
+      `subscription { salesDashboard { id ordersPlaced ordersPaid ordersShipped ordersCancelled ordersExpired revenue position topProducts(limit: 5) { sku unitsSold revenue } } }`,
       () => ({}),
       (data) => renderSales(data.salesDashboard),
     );
