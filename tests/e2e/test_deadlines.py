@@ -398,9 +398,12 @@ def clean_env(data_dir: Path) -> dict[str, str]:
 def test_a_deadline_setting_that_cannot_be_used_stops_the_process_saying_which(
     tmp_path: Path, variable: str, value: str, command: list[str]
 ) -> None:
+    # A database that cannot be reached: a setting let through would stop `serve` too, at
+    # once, but with a line about the database instead (and no embedded one left running).
+    env = clean_env(tmp_path) | {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"}
     result = subprocess.run(
         [sys.executable, "-m", "eventgraph.cli", *command],
-        env=clean_env(tmp_path) | {variable: value},
+        env=env | {variable: value},
         capture_output=True,
         text=True,
         timeout=60,
@@ -408,7 +411,9 @@ def test_a_deadline_setting_that_cannot_be_used_stops_the_process_saying_which(
     )
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr and not result.stdout
-    [line] = result.stderr.splitlines()
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    [line] = lines
     assert line.startswith("eventgraph") and variable in line
 
 
