@@ -10,7 +10,7 @@ EVENT_FIELDS = "position eventId streamId streamVersion type schemaVersion data 
 PRODUCT = f"""sku position events {{ {EVENT_FIELDS} }}
   product {{ sku name unitPrice onHand reserved available position updatedAt }}"""
 ORDER = f"""orderId position events {{ {EVENT_FIELDS} }}
-  order {{ id customerId status total amountPaid version position placedAt updatedAt
+  order {{ id customerId status total amountPaid version position placedAt updatedAt expiresAt
            lines {{ sku quantity unitPrice lineTotal }} }}"""
 
 REGISTER = f"""mutation($sku: String!, $name: String!, $price: Decimal!, $stock: Int!) {{
