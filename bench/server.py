@@ -28,8 +28,11 @@ def rss_bytes(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def running_server(database_url: str, **env: str) -> Iterator[str]:
-    """The API with the benchmarks' baseline endpoints, on `database_url`."""
+def running_server(
+    database_url: str, factory: str = "bench.app:create", **env: str
+) -> Iterator[str]:
+    """The API with the benchmarks' baseline endpoints, on `database_url`; `factory` names
+    the application factory uvicorn runs (a bench may wrap bench.app's)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -46,7 +49,7 @@ def running_server(database_url: str, **env: str) -> Iterator[str]:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "bench.app:create",
+                factory,
                 "--port",
                 str(port),
                 "--ws-max-size",

@@ -228,6 +228,7 @@ class Db:
             self._replayed_to = batch[-1].position
         differing = []
         projection: Projection
+        conn: asyncpg.Connection
         async with self.pool.acquire() as conn:
             if not self._scratch:
                 await conn.execute("DROP SCHEMA IF EXISTS model_replay CASCADE")
@@ -514,9 +515,10 @@ class ShopMachine(RuleBasedStateMachine):
     def _order(self, data: st.DataObject) -> tuple[str, str]:
         """(canonical id, the spelling sent) of a known order, or of an unknown one."""
         known = list(self.orders)  # in the order placed: the same in every run
-        order_id = data.draw(
-            st.sampled_from(known) if known and data.draw(st.booleans()) else st.uuids().map(str)
-        )
+        ids: st.SearchStrategy[str] = st.uuids().map(str)
+        if known and data.draw(st.booleans()):
+            ids = st.sampled_from(known)
+        order_id = data.draw(ids)
         spelling = data.draw(st.sampled_from(SPELLINGS))
         return order_id, spelling(order_id)
 
