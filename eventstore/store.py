@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import asyncpg
 import orjson
@@ -85,6 +85,39 @@ WITH batch AS (
 )
 SELECT {_COLUMNS}, cut.at AS cut_at FROM batch, cut ORDER BY position
 """
+
+
+_STORE_KEYS = """
+WITH stored AS (
+    INSERT INTO eventgraph.idempotency_keys (key, positions, streams, versions, fingerprint)
+    SELECT k, array(SELECT jsonb_array_elements_text(p::jsonb)::bigint),
+           array(SELECT jsonb_array_elements_text(s::jsonb)),
+           array(SELECT jsonb_array_elements_text(v::jsonb)::integer), f
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, p, s, v, f)
+    ON CONFLICT (key) DO NOTHING RETURNING 1
+)
+SELECT count(*) FROM stored
+"""
+"""Store the idempotency keys of appends made together (each key's positions, streams and
+versions as JSON arrays: PostgreSQL has no arrays of arrays of different lengths). How many
+were new: fewer than given means one was used before."""
+
+
+def _together(
+    appends: Sequence[tuple[Mapping[str, tuple[int, Sequence[NewEvent]]], str | None, str | None]],
+    owners: Sequence[Sequence[int]],
+    positions: Sequence[int],
+) -> list[AppendResult]:
+    """Each of several appends made in one statement: its events' positions, and its streams'
+    versions after it."""
+    return [
+        AppendResult(
+            positions=tuple(positions[i] for i in owned),
+            stream_versions={s: v + len(b) for s, (v, b) in streams.items()},
+            fingerprint=fingerprint,
+        )
+        for (streams, _, fingerprint), owned in zip(appends, owners, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,15 +272,15 @@ class EventStore:
         given, each with exact expected versions (a later one's being what the earlier ones
         leave): all or none. A conflict in any fails them all, and so does an idempotency key
         seen before (`GroupReplayed`), since the later ones were decided assuming it would
-        be written. Without idempotency keys they are one statement; with them, one
-        transaction of one statement each (each key is checked and stored on its own)."""
-        if any(key is not None for _, key, _ in appends):
-            return await self._append_in_turn(appends)
+        be written. One statement appends every event; with idempotency keys, one more
+        stores every key in the same transaction (a key already there, or stored meanwhile
+        by another process, rolls the whole group back)."""
         expected: dict[str, int] = {}
         reached: dict[str, int] = {}
         events: list[tuple[str, NewEvent]] = []
         owners: list[list[int]] = []
-        for streams, _, _ in appends:
+        keys: list[int] = []
+        for n, (streams, key, fingerprint) in enumerate(appends):
             owned: list[int] = []
             for stream, (version, batch) in streams.items():
                 if not isinstance(version, int) or version < 0 or not batch:
@@ -259,40 +292,35 @@ class EventStore:
                 owned += range(len(events), len(events) + len(batch))
                 events += [(stream, event) for event in batch]
             owners.append(owned)
+            if key is not None:
+                _arguments({}, [], key, fingerprint)  # the key's and fingerprint's checks
+                keys.append(n)
+        if len({appends[n][1] for n in keys}) < len(keys):
+            raise InvalidEventError("one idempotency key twice in appends made together")
         args = _arguments(expected, events, None, None)
         try:
-            row = await self.pool.fetchrow(_APPEND, *args)
+            if keys:
+                async with self.pool.acquire() as proxy, proxy.transaction():
+                    row = await proxy.fetchrow(_APPEND, *args)
+                    assert row is not None
+                    results = _together(appends, owners, row["positions"])
+                    mine = [results[n] for n in keys]
+                    stored = await proxy.fetchval(
+                        _STORE_KEYS,
+                        [appends[n][1] for n in keys],
+                        [orjson.dumps(r.positions).decode() for r in mine],
+                        [orjson.dumps(list(r.stream_versions)).decode() for r in mine],
+                        [orjson.dumps(list(r.stream_versions.values())).decode() for r in mine],
+                        [appends[n][2] for n in keys],
+                    )
+                    if stored != len(keys):
+                        raise GroupReplayed("an idempotency key in the group was used before")
+            else:
+                row = await self.pool.fetchrow(_APPEND, *args)
+                assert row is not None
+                results = _together(appends, owners, row["positions"])
         except asyncpg.PostgresError as exc:
             raise self._translate(exc) from exc
-        assert row is not None
-        self.committed()
-        positions = row["positions"]
-        results: list[AppendResult] = []
-        for (streams, _, _), owned in zip(appends, owners, strict=True):
-            results.append(
-                AppendResult(
-                    positions=tuple(positions[i] for i in owned),
-                    stream_versions={s: v + len(b) for s, (v, b) in streams.items()},
-                )
-            )
-        return results
-
-    async def _append_in_turn(
-        self,
-        appends: Sequence[
-            tuple[Mapping[str, tuple[int, Sequence[NewEvent]]], str | None, str | None]
-        ],
-    ) -> list[AppendResult]:
-        results: list[AppendResult] = []
-        async with self.pool.acquire() as proxy, proxy.transaction():
-            connection = cast(asyncpg.Connection, proxy)
-            for streams, key, fingerprint in appends:
-                result = await self.append(
-                    streams, idempotency_key=key, fingerprint=fingerprint, connection=connection
-                )
-                if result.replayed:
-                    raise GroupReplayed("an idempotency key in the group was used before")
-                results.append(result)
         self.committed()
         return results
 
