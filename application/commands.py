@@ -1,19 +1,25 @@
-"""The commands the application handles, in the imperative, as values: what a caller asks,
-not yet validated (the handlers and deciders do that). Each names the state its result
-carries; `application/shop.py` maps each to its handler."""
+"""Commands, as values: what a caller asks, not yet validated (the handlers and deciders do
+that). Each feature declares its own commands beside their handlers (`application/products.py`,
+`orders.py`, `reviews.py`) and registers each handler with `@handles(TheCommand)`, so a command
+that exists always has its handler: `Shop.handle` looks it up in `HANDLERS`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from domain import order, product
-from domain.ids import OrderId
 from domain.values import Actor
 
+if TYPE_CHECKING:
+    from application.decision import CommandResult
+    from application.handler import CommandHandler
+
+    Handler = Callable[[CommandHandler, Any], Awaitable[CommandResult[Any]]]
+
 S = TypeVar("S")
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 
 PAYMENT_WINDOW = timedelta(seconds=1800)
 """EVENTGRAPH_PAYMENT_WINDOW_SECONDS' default."""
@@ -35,64 +41,17 @@ class Command(Generic[S]):
     actor: Actor
 
 
-@dataclass(frozen=True)
-class RegisterProduct(Command[product.Product]):
-    actor: Actor
-    sku: str
-    name: str
-    unit_price: object
-    initial_stock: int = 0
+HANDLERS: dict[type[Command[Any]], Handler] = {}
+"""Each command's handler: `handler(command_handler, command) -> CommandResult`."""
 
 
-@dataclass(frozen=True)
-class RestockProduct(Command[product.Product]):
-    actor: Actor
-    sku: str
-    quantity: int
+def handles(command: type[Command[Any]]) -> Callable[[H], H]:
+    """Register the decorated function as `command`'s one handler."""
 
+    def register(handler: H) -> H:
+        if command in HANDLERS:
+            raise RuntimeError(f"{command.__name__} already has a handler")
+        HANDLERS[command] = handler
+        return handler
 
-@dataclass(frozen=True)
-class PlaceOrder(Command[order.Order]):
-    actor: Actor
-    lines: Sequence[tuple[str, int]]
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class PayOrder(Command[order.Order]):
-    actor: Actor
-    order_id: OrderId
-    amount: object
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class ShipOrder(Command[order.Order]):
-    actor: Actor
-    order_id: OrderId
-
-
-@dataclass(frozen=True)
-class CancelOrder(Command[order.Order]):
-    actor: Actor
-    order_id: OrderId
-    reason: str
-
-
-@dataclass(frozen=True)
-class ExpireOrder(Command[order.Order]):
-    """The server's own (the order-expiry reaction): never from a client."""
-
-    actor: Actor
-    order_id: OrderId
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class FlagLowStock(Command[product.Product]):
-    """The server's own (the low-stock reaction): never from a client."""
-
-    actor: Actor
-    sku: str
-    threshold: int
-    idempotency_key: str | None = None
+    return register

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from application import commands
+from application import orders
 from application.reactions import Cancel, Effect, Schedule, Timer
 from domain.aggregate import DomainEvent
 from domain.ids import OrderId
@@ -36,7 +36,7 @@ class OrderExpiry:
                 return (Cancel(event.order_id),)
         return ()  # placed without a deadline
 
-    def command(self, timer: Timer) -> commands.ExpireOrder:
-        return commands.ExpireOrder(
+    def command(self, timer: Timer) -> orders.ExpireOrder:
+        return orders.ExpireOrder(
             Actor.system(self.name), OrderId(timer.data["orderId"]), timer.idempotency_key
         )

@@ -27,7 +27,7 @@ from application.idempotency import Idempotency
 from domain.aggregate import DomainEvent
 
 if TYPE_CHECKING:
-    from application.handler import Executed, Loaded
+    from application.decision import Executed, Loaded
 
 log = logging.getLogger(__name__)
 

@@ -8,21 +8,20 @@ Long on purpose: the one loop every command goes through."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from application import snapshots
 from application.cache import CachedState, StateCache
 from application.commands import Policy
+from application.decision import CommandResult, Executed, Loaded, aggregate_of, fold
 from application.groups import Groups, Member
 from application.idempotency import Conflict, Idempotency
 from application.locks import StreamLocks
-from domain import integrity, order, registry
-from domain.aggregate import DomainEvent
+from domain import integrity
+from domain.aggregate import AggregateType, DomainEvent
 from domain.codec import decode, encode
 from domain.errors import DomainError
 from domain.values import Actor
@@ -44,56 +43,11 @@ MAX_ATTEMPTS = 40
 """Decide-and-append attempts before CONFLICT. Commands on one stream in one process queue
 on a local lock, so conflicts come only from other processes; this bounds the worst case."""
 
-S = TypeVar("S")
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CommandResult(Generic[S]):
-    position: int
-    events: list[RecordedEvent]
-    state: S
-    """The aggregate's state after the command."""
-    replayed: bool = False
-
-
-aggregate_of = registry.of_stream
-
-
-def _fold(evolve: Callable[[Any, Any], Any], initial: Any, events: Sequence[DomainEvent]) -> Any:
-    state = initial
-    for event in events:
-        state = evolve(state, event)
-    return state
-
 
 def _count_appended(batch: dict[str, tuple[int, list[NewEvent]]]) -> None:
     for _, events in batch.values():
         for event in events:
             metrics.EVENTS_APPENDED.labels(event.type).inc()
-
-
-@dataclass
-class Loaded:
-    """The streams a command touches: each one's version, and its state as a base (from a
-    snapshot, or the initial state) plus the events after that base."""
-
-    versions: dict[str, int] = field(default_factory=dict)
-    bases: dict[str, Any] = field(default_factory=dict)
-    events: dict[str, list[DomainEvent]] = field(default_factory=dict)
-    since_snapshot: dict[str, int] = field(default_factory=dict)
-    from_cache: bool = False
-
-    def state(self, stream: str) -> Any:
-        return _fold(aggregate_of(stream).evolve, self.bases[stream], self.events[stream])
-
-
-@dataclass(frozen=True)
-class Executed:
-    result: AppendResult
-    events: list[RecordedEvent]
-    states: dict[str, Any] | None = None
-    """Every touched stream's state after the command; None for a replayed command."""
 
 
 class CommandHandler:
@@ -206,7 +160,7 @@ class CommandHandler:
                     idempotency.check(prior)
                     return await self._replay(prior)
                 states = {
-                    s: _fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
+                    s: fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
                     for s in streams
                 }
                 integrity.check(decided, {s: state is not None for s, state in states.items()})
@@ -247,7 +201,7 @@ class CommandHandler:
                 for s in streams:
                     version = result.stream_versions.get(s, loaded.versions[s])
                     self._cache.put(s, CachedState(version, states[s], loaded.since_snapshot[s]))
-                return Executed(result, self._recorded(batch, result), states)
+                return Executed.of(batch, result, states)
         raise Conflict(f"{command_name} kept conflicting with concurrent commands; try again")
 
     async def _commit_group(self, members: list[Member]) -> None:
@@ -267,7 +221,7 @@ class CommandHandler:
                 try:
                     decided = member.decide(loaded)
                     states = {
-                        s: _fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
+                        s: fold(aggregate_of(s).evolve, loaded.state(s), decided.get(s, []))
                         for s in member.streams
                     }
                     integrity.check(decided, {s: state is not None for s, state in states.items()})
@@ -339,9 +293,7 @@ class CommandHandler:
                 versions.update(result.stream_versions)
                 _count_appended(batch)
                 if not member.outcome.done():
-                    member.outcome.set_result(
-                        Executed(result, self._recorded(batch, result), states)
-                    )
+                    member.outcome.set_result(Executed.of(batch, result, states))
             touched = {s: loaded.state(s) for s in versions}
             since = {s: loaded.since_snapshot[s] for s in versions}
             await snapshots.save_due(self.store, since, touched, AppendResult((), versions))
@@ -396,30 +348,6 @@ class CommandHandler:
         event_type, schema_version, data = encode(event)
         return NewEvent(event_type, data, schema_version, metadata, occurred_at=event.occurred_at)
 
-    @staticmethod
-    def _recorded(
-        batch: dict[str, tuple[int, list[NewEvent]]], result: AppendResult
-    ) -> list[RecordedEvent]:
-        recorded: list[RecordedEvent] = []
-        positions = iter(result.positions)
-        for stream, (version, events) in batch.items():
-            start = max(version, 0)
-            for offset, e in enumerate(events, start=1):
-                recorded.append(
-                    RecordedEvent(
-                        next(positions),
-                        e.event_id,
-                        stream,
-                        start + offset,
-                        e.type,
-                        e.schema_version,
-                        e.data,
-                        e.metadata,
-                        e.occurred_at,
-                    )
-                )
-        return sorted(recorded, key=lambda r: r.position)
-
     async def with_state(self, executed: Executed, stream: str) -> CommandResult[Any]:
         """The stream's state right after the command (read back for a replayed command)."""
         result = executed.result
@@ -429,9 +357,16 @@ class CommandHandler:
             stored = await self.store.read_stream(stream)
             history = [self.decode(e) for e in stored if e.position <= result.last_position]
             aggregate = aggregate_of(stream)
-            state = _fold(aggregate.evolve, aggregate.initial, history)
+            state = fold(aggregate.evolve, aggregate.initial, history)
         return CommandResult(result.last_position, executed.events, state, result.replayed)
 
-    async def order_result(self, executed: Executed) -> CommandResult[order.Order]:
-        stream = next(e.stream_id for e in executed.events if e.stream_id.startswith("order-"))
+    async def with_state_of(
+        self, executed: Executed, aggregate: AggregateType
+    ) -> CommandResult[Any]:
+        """The state of the stream of `aggregate` that the command wrote to. A replayed
+        command that created its subject under an id it drew (placing an order) answers
+        with the first attempt's stream, which only its events name."""
+        stream = next(
+            e.stream_id for e in executed.events if aggregate_of(e.stream_id) is aggregate
+        )
         return await self.with_state(executed, stream)

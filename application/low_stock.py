@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from application import commands
+from application import products
 from application.reactions import Effect, Schedule, Timer
 from domain.aggregate import DomainEvent
 from domain.product import InventoryUpdated, crossed_below
@@ -34,8 +34,8 @@ class LowStock:
             return (Schedule(event.sku, recorded.occurred_at, data),)
         return ()
 
-    def command(self, timer: Timer) -> commands.FlagLowStock:
-        return commands.FlagLowStock(
+    def command(self, timer: Timer) -> products.FlagLowStock:
+        return products.FlagLowStock(
             Actor.system(self.name),
             timer.data["sku"],
             timer.data["threshold"],

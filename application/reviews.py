@@ -1,12 +1,14 @@
-"""Posting a review: load the review's stream and the product's, decide, append both checks
-(the product exists; one review per customer and product) in one go."""
+"""Reviews' command and its handler. Posting a review: load the review's stream and the
+product's, decide, append both checks (the product exists; one review per customer and
+product) in one go."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from application.commands import Command
-from application.handler import CommandHandler, CommandResult, Loaded
+from application.commands import Command, handles
+from application.decision import CommandResult, Loaded
+from application.handler import CommandHandler
 from domain import product, review, values
 from domain.aggregate import DomainEvent
 from domain.errors import NotFound
@@ -21,6 +23,7 @@ class PostReview(Command[review.Review]):
     comment: str = ""
 
 
+@handles(PostReview)
 async def post_review(handler: CommandHandler, command: PostReview) -> CommandResult[review.Review]:
     actor, sku, rating, comment = command.actor, command.sku, command.rating, command.comment
     values.sku(sku)

@@ -35,3 +35,6 @@ class AggregateType:
     """The stream an event of this aggregate belongs to."""
     references: Callable[[Any], tuple[str, ...]] = field(default=lambda _event: ())
     """The streams an event refers to, which must exist when it is appended."""
+    canonical_id: Callable[[str], str] = field(default=lambda id_: id_)
+    """The one spelling of the id in a stream name a client wrote (an order id may be spelled
+    many ways), or InvalidInput."""

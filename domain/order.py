@@ -11,10 +11,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, assert_never
 
-from domain import values
+from domain import product, values
 from domain.aggregate import AggregateType
 from domain.errors import InvalidInput, InvalidState, NotFound, NotYet
 from domain.ids import OrderId
+from domain.ids import order_id as parse_order_id
 from domain.values import Actor
 
 STREAM_PREFIX = "order-"
@@ -347,7 +348,7 @@ def is_overdue(order: Order, at: datetime) -> bool:
 def _references(event: OrderEvent) -> tuple[str, ...]:
     """Placing an order refers to the products it reserves."""
     if isinstance(event, OrderPlaced):
-        return tuple(f"product-{line.sku}" for line in event.lines)
+        return tuple(product.stream_id(line.sku) for line in event.lines)
     return ()
 
 
@@ -366,4 +367,5 @@ AGGREGATE = AggregateType(
     state_type=Order,
     subject=lambda event: stream_id(event.order_id),
     references=_references,
+    canonical_id=lambda raw: parse_order_id(raw, field="streamId's order id"),
 )

@@ -21,6 +21,10 @@ _NAMESPACE = uuid.UUID("6f0c3a3e-6d2b-4f55-9a43-3b6f1f1f7a11")
 
 def review_id(sku: str, customer_id: str) -> str:
     """The one review a customer may write of a product."""
+    # A uuid5, not the pair itself: stream ids are at most 200 ASCII letters, digits and
+    # ._:@/+=- (the event store refuses others), while a customer id is a token's `sub`, up
+    # to 200 characters of any Unicode. The same pair always gives the same stream, so a
+    # second review meets the first; a sku has no newline, so no two pairs join alike.
     return str(uuid.uuid5(_NAMESPACE, f"{sku}\n{customer_id}"))
 
 

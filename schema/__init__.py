@@ -1,17 +1,16 @@
-"""The GraphQL schema (strawberry): the contract's types, queries and mutations."""
+"""The GraphQL schema (strawberry): the contract's types, queries and mutations, built from
+the features listed in schema/features.py."""
 
 from __future__ import annotations
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
-from strawberry.tools import merge_types
 
-from schema import mutation, query, reviews, subscription
+from schema.feature import roots
+from schema.features import FEATURES
 from schema.scalars import SCALARS
 
-Query = merge_types("Query", (query.Query, reviews.ReviewQuery))
-Mutation = merge_types("Mutation", (mutation.Mutation, reviews.ReviewMutation))
-Subscription = merge_types("Subscription", (subscription.Subscription, reviews.ReviewSubscription))
+Query, Mutation, Subscription = roots(FEATURES)
 
 
 def build_schema() -> strawberry.Schema:

@@ -13,7 +13,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from application.auth import AuthError, Principal
 from application.commands import Command
-from application.handler import CommandResult
+from application.decision import CommandResult
 from application.shop import Shop
 from domain.errors import InvalidInput
 from domain.values import Actor

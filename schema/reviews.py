@@ -1,5 +1,5 @@
 """Reviews in the API: `postReview`, the `productRating` query and live view, and `rating` /
-`reviewCount` on Product (schema/types.py). Merged into the root types in schema/__init__.py."""
+`reviewCount` added to the products feature's Product."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from application.reviews import PostReview
 from domain import values
 from projections import ratings
 from schema.context import Info
-from schema.query import given
+from schema.feature import Feature
+from schema.paging import given
+from schema.products import Product
 from schema.scalars import Position
 from schema.sharing import shared
 from schema.types import DomainEvent
@@ -111,3 +113,31 @@ class ReviewSubscription:
         async with contextlib.aclosing(watching) as views:
             async for view in views:
                 yield ProductRating.of(sku, view)
+
+
+async def _rating_of(root: Product, info: Info) -> float | None:
+    view = await info.context.loader(ratings.ratings_of).load(root.sku)
+    return None if view is None else view.rating
+
+
+async def _review_count_of(root: Product, info: Info) -> int:
+    view = await info.context.loader(ratings.ratings_of).load(root.sku)
+    return 0 if view is None else view.review_count
+
+
+@strawberry.type
+class ProductReviews:
+    """Fields added to Product."""
+
+    rating: float | None = strawberry.field(
+        resolver=_rating_of,
+        description="Average review rating, 1 to 5; null before the first review.",
+    )
+    review_count: int = strawberry.field(
+        resolver=_review_count_of, description="How many customers reviewed this product."
+    )
+
+
+FEATURE = Feature(
+    ReviewQuery, ReviewMutation, ReviewSubscription, extends=((Product, ProductReviews),)
+)

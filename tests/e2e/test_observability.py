@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from application import commands
+from application.products import RestockProduct
 from application.shop import Shop
 from domain.values import Actor
 from eventgraph.runtime import shop_upcasters
@@ -126,7 +126,7 @@ async def test_every_family_moves_under_a_scripted_set_of_operations(
         )
         try:
             await Shop(EventStore(other, shop_upcasters())).handle(
-                commands.RestockProduct(Actor("ops-other", "staff"), sku, 5)
+                RestockProduct(Actor("ops-other", "staff"), sku, 5)
             )
         finally:
             await other.close()

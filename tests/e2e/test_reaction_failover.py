@@ -21,8 +21,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from application import commands
 from application.commands import Policy
+from application.orders import PlaceOrder
+from application.products import RegisterProduct
 from application.shop import Shop
 from domain.values import Actor
 from eventgraph.runtime import open_runtime
@@ -73,13 +74,13 @@ async def place_orders(
         shop = runtime.shop
         assert isinstance(shop, Shop)
         for sku in skus:
-            await shop.handle(commands.RegisterProduct(STAFF, sku, sku, "1.00", 10 * count))
+            await shop.handle(RegisterProduct(STAFF, sku, sku, "1.00", 10 * count))
         gate = asyncio.Semaphore(8)
 
         async def place(i: int) -> tuple[str, list[Line], datetime]:
             async with gate:
                 customer = Actor(f"buyer-{i % 50}", "customer")
-                result = await shop.handle(commands.PlaceOrder(customer, lines_of(i, skus)))
+                result = await shop.handle(PlaceOrder(customer, lines_of(i, skus)))
             order = result.state
             assert order.expires_at is not None
             order_id = str(order.order_id)

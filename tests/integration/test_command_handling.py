@@ -9,7 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from application import commands
+from application.orders import PlaceOrder
+from application.products import RegisterProduct, RestockProduct
 from application.shop import Shop
 from domain.errors import InsufficientStock
 from domain.upcasters import UPCASTERS
@@ -29,34 +30,26 @@ def shop(store: EventStore) -> Shop:
 
 async def test_a_stale_cached_state_never_wrongly_refuses_or_oversells(store: EventStore) -> None:
     a, b = shop(store), shop(store)
-    await a.handle(commands.RegisterProduct(STAFF, "HOT", "Hot", "1.00", 2))
-    await a.handle(
-        commands.PlaceOrder(Actor("c1", "customer"), [("HOT", 2)])
-    )  # a caches: 0 available
-    await b.handle(
-        commands.RestockProduct(STAFF, "HOT", 5)
-    )  # b moves the stream on behind a's back
+    await a.handle(RegisterProduct(STAFF, "HOT", "Hot", "1.00", 2))
+    await a.handle(PlaceOrder(Actor("c1", "customer"), [("HOT", 2)]))  # a caches: 0 available
+    await b.handle(RestockProduct(STAFF, "HOT", 5))  # b moves the stream on behind a's back
     placed = await a.handle(
-        commands.PlaceOrder(Actor("c2", "customer"), [("HOT", 5)])
+        PlaceOrder(Actor("c2", "customer"), [("HOT", 5)])
     )  # must see the restock
     assert placed.state.total == 5
     with pytest.raises(InsufficientStock):
-        await b.handle(
-            commands.PlaceOrder(Actor("c3", "customer"), [("HOT", 1)])
-        )  # b's cache is stale too
+        await b.handle(PlaceOrder(Actor("c3", "customer"), [("HOT", 1)]))  # b's cache is stale too
     events = await store.read_stream("product-HOT")
     assert [(e.data["onHand"], e.data["reserved"]) for e in events[1:]] == [(2, 2), (7, 2), (7, 7)]
 
 
 async def test_two_handlers_racing_on_one_product_never_oversell(store: EventStore) -> None:
     handlers = [shop(store), shop(store)]
-    await handlers[0].handle(commands.RegisterProduct(STAFF, "RACE", "Race", "1.00", 40))
+    await handlers[0].handle(RegisterProduct(STAFF, "RACE", "Race", "1.00", 40))
 
     async def buy(i: int) -> bool:
         try:
-            await handlers[i % 2].handle(
-                commands.PlaceOrder(Actor(f"c{i}", "customer"), [("RACE", 3)])
-            )
+            await handlers[i % 2].handle(PlaceOrder(Actor(f"c{i}", "customer"), [("RACE", 3)]))
             return True
         except InsufficientStock:
             return False
@@ -81,13 +74,11 @@ async def test_orders_racing_on_one_product_are_appended_in_groups_and_never_ove
     store: EventStore,
 ) -> None:
     one = shop(store)
-    await one.handle(commands.RegisterProduct(STAFF, "FLASH", "Flash", "1.00", 50))
+    await one.handle(RegisterProduct(STAFF, "FLASH", "Flash", "1.00", 50))
 
     async def buy(i: int) -> int | None:
         try:
-            placed = await one.handle(
-                commands.PlaceOrder(Actor(f"c{i}", "customer"), [("FLASH", 1)])
-            )
+            placed = await one.handle(PlaceOrder(Actor(f"c{i}", "customer"), [("FLASH", 1)]))
         except InsufficientStock:
             return None
         assert placed.state.lines[0].quantity == 1
@@ -107,12 +98,12 @@ async def test_orders_racing_on_one_product_are_appended_in_groups_and_never_ove
 
 async def test_a_refusal_in_a_group_fails_only_its_own_command(store: EventStore) -> None:
     one = shop(store)
-    await one.handle(commands.RegisterProduct(STAFF, "MIX", "Mix", "1.00", 10))
+    await one.handle(RegisterProduct(STAFF, "MIX", "Mix", "1.00", 10))
     wanted = [1, 1, 100, 1, 1, 1, 100, 1]
 
     async def buy(i: int, quantity: int) -> str:
         try:
-            await one.handle(commands.PlaceOrder(Actor(f"c{i}", "customer"), [("MIX", quantity)]))
+            await one.handle(PlaceOrder(Actor(f"c{i}", "customer"), [("MIX", quantity)]))
         except InsufficientStock:
             return "refused"
         return "placed"
@@ -129,13 +120,13 @@ async def test_a_retried_command_in_the_same_group_gets_the_first_result(
     store: EventStore,
 ) -> None:
     one = shop(store)
-    await one.handle(commands.RegisterProduct(STAFF, "KEY", "Key", "1.00", 100))
+    await one.handle(RegisterProduct(STAFF, "KEY", "Key", "1.00", 100))
     alice = Actor("alice", "customer")
 
-    def order(i: int) -> commands.PlaceOrder:
+    def order(i: int) -> PlaceOrder:
         if i in (3, 5, 8):  # a client retrying while its first try is still waiting
-            return commands.PlaceOrder(alice, [("KEY", 2)], idempotency_key="retry-1")
-        return commands.PlaceOrder(Actor(f"c{i}", "customer"), [("KEY", 1)])
+            return PlaceOrder(alice, [("KEY", 2)], idempotency_key="retry-1")
+        return PlaceOrder(Actor(f"c{i}", "customer"), [("KEY", 1)])
 
     results = await asyncio.gather(*(one.handle(order(i)) for i in range(12)))
     retried = {results[i].state.order_id for i in (3, 5, 8)}
@@ -149,11 +140,9 @@ async def test_a_retried_command_in_the_same_group_gets_the_first_result(
 
 async def test_a_caller_gone_while_waiting_in_a_group_abandons_no_one(store: EventStore) -> None:
     one = shop(store)
-    await one.handle(commands.RegisterProduct(STAFF, "GONE", "Gone", "1.00", 100))
+    await one.handle(RegisterProduct(STAFF, "GONE", "Gone", "1.00", 100))
     tasks = [
-        asyncio.create_task(
-            one.handle(commands.PlaceOrder(Actor(f"c{i}", "customer"), [("GONE", 1)]))
-        )
+        asyncio.create_task(one.handle(PlaceOrder(Actor(f"c{i}", "customer"), [("GONE", 1)])))
         for i in range(20)
     ]
     await asyncio.sleep(0)  # every command has started: the first appends, the rest wait
@@ -188,11 +177,11 @@ async def test_a_group_whose_outcome_is_unknown_is_never_applied_twice(store: Ev
     for event_type, version, upcaster in UPCASTERS:
         registry.register(event_type, version, upcaster)
     one = Shop(LosesTheReply(store.pool, registry))
-    await one.handle(commands.RegisterProduct(STAFF, "LOST", "Lost", "1.00", 0))
+    await one.handle(RegisterProduct(STAFF, "LOST", "Lost", "1.00", 0))
 
     async def restock(n: int) -> str:
         try:
-            await one.handle(commands.RestockProduct(STAFF, "LOST", n))
+            await one.handle(RestockProduct(STAFF, "LOST", n))
         except asyncpg.ConnectionDoesNotExistError:
             return "unknown"
         return "ok"

@@ -14,8 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from application import commands
 from application.idempotency import Conflict
+from application.orders import CancelOrder, PlaceOrder
+from application.products import RestockProduct
 from application.shop import Shop
 from domain.ids import OrderId
 from domain.values import Actor
@@ -55,7 +56,7 @@ async def poisoned(runtime: Runtime) -> int:
     shop = Shop(runtime.store)
     await register_catalogue(shop)
     bad = await runtime.store.append({"product-GHOST": (ANY, [GHOST])})
-    await shop.handle(commands.RestockProduct(STAFF, SKUS[0], 5))
+    await shop.handle(RestockProduct(STAFF, SKUS[0], 5))
     await wait_for(lambda: _failed(runtime.pool, "products"))
     return bad.last_position
 
@@ -241,7 +242,7 @@ async def test_a_log_with_non_canonical_ids_from_an_earlier_version_reads_canoni
         # The command side reads the same log: the cancelled order's stock was released.
         customer = Actor("ann", "customer")
         with pytest.raises(Exception, match="cannot be cancelled"):
-            await shop.handle(commands.CancelOrder(customer, OrderId(cancelled_id), "again"))
+            await shop.handle(CancelOrder(customer, OrderId(cancelled_id), "again"))
 
 
 async def test_the_log_is_append_only_for_the_service_role(clean_db: str) -> None:
@@ -331,7 +332,7 @@ async def test_a_key_stored_by_the_previous_version_still_replays(clean_db: str)
         shop = Shop(runtime.store)
         await register_catalogue(shop)
         ann = Actor("ann", "customer")
-        first = await shop.handle(commands.PlaceOrder(ann, [(SKUS[0], 1)]))
+        first = await shop.handle(PlaceOrder(ann, [(SKUS[0], 1)]))
         await runtime.pool.execute(
             "INSERT INTO eventgraph.idempotency_keys (key, positions, streams, versions)"
             " VALUES ($1, $2, $3, $4)",
@@ -340,8 +341,8 @@ async def test_a_key_stored_by_the_previous_version_still_replays(clean_db: str)
             [f"order-{first.state.order_id}", f"product-{SKUS[0]}"],
             [1, 2],
         )
-        again = await shop.handle(commands.PlaceOrder(ann, [(SKUS[0], 1)], "retry-1"))
+        again = await shop.handle(PlaceOrder(ann, [(SKUS[0], 1)], "retry-1"))
         assert again.replayed and again.state.order_id == first.state.order_id
         # but not for an order of other products: the old key had no fingerprint to compare
         with pytest.raises(Conflict):
-            await shop.handle(commands.PlaceOrder(ann, [(SKUS[1], 1)], "retry-1"))
+            await shop.handle(PlaceOrder(ann, [(SKUS[1], 1)], "retry-1"))

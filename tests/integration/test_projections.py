@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from application import commands
+from application.orders import CancelOrder, PayOrder, PlaceOrder, ShipOrder
+from application.products import RegisterProduct, RestockProduct
 from application.shop import Shop
 from domain.errors import DomainError
 from domain.values import Actor
@@ -61,22 +62,16 @@ async def shop_traffic(shop: Shop, customers: int, rounds: int, seed: int = 1) -
         for _ in range(rounds):
             lines = [(sku, rng.randint(1, 3)) for sku in rng.sample(SKUS, rng.randint(1, 3))]
             try:
-                placed = await shop.handle(commands.PlaceOrder(actor, lines))
+                placed = await shop.handle(PlaceOrder(actor, lines))
                 roll = rng.random()
                 if roll < 0.6:
-                    await shop.handle(
-                        commands.PayOrder(actor, placed.state.order_id, placed.state.total)
-                    )
+                    await shop.handle(PayOrder(actor, placed.state.order_id, placed.state.total))
                     if rng.random() < 0.5:
-                        await shop.handle(commands.ShipOrder(STAFF, placed.state.order_id))
+                        await shop.handle(ShipOrder(STAFF, placed.state.order_id))
                     elif rng.random() < 0.3:
-                        await shop.handle(
-                            commands.CancelOrder(actor, placed.state.order_id, "changed mind")
-                        )
+                        await shop.handle(CancelOrder(actor, placed.state.order_id, "changed mind"))
                 elif roll < 0.8:
-                    await shop.handle(
-                        commands.CancelOrder(actor, placed.state.order_id, "too slow")
-                    )
+                    await shop.handle(CancelOrder(actor, placed.state.order_id, "too slow"))
             except DomainError:
                 pass  # out of stock: part of the traffic
 
@@ -86,7 +81,7 @@ async def shop_traffic(shop: Shop, customers: int, rounds: int, seed: int = 1) -
 async def register_catalogue(shop: Shop, stock: int = 400) -> None:
     for i, sku in enumerate(SKUS):
         await shop.handle(
-            commands.RegisterProduct(STAFF, sku, f"Product {i}", Decimal("1.25") * (i + 1), stock)
+            RegisterProduct(STAFF, sku, f"Product {i}", Decimal("1.25") * (i + 1), stock)
         )
 
 
@@ -296,7 +291,7 @@ async def test_an_event_a_projection_cannot_apply_stops_it_with_a_clear_error(
             }
         )
         await shop.handle(
-            commands.RestockProduct(STAFF, SKUS[0], 5)
+            RestockProduct(STAFF, SKUS[0], 5)
         )  # after the bad event: must not be applied
         await wait_for(lambda: _failed(runtime.pool, "products"))
         report = await readiness(runtime, max_lag_events=10_000)
@@ -342,7 +337,7 @@ async def test_stock_events_ahead_of_their_order_in_one_append_are_not_order_eve
 
     now = datetime.now(UTC)
     async with open_runtime(clean_db) as runtime:
-        await Shop(runtime.store).handle(commands.RegisterProduct(STAFF, "A", "A", "2.00", 5))
+        await Shop(runtime.store).handle(RegisterProduct(STAFF, "A", "A", "2.00", 5))
 
         def new(event: Any) -> NewEvent:
             event_type, version, data = encode(event)

@@ -14,9 +14,10 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from application import commands
 from application.commands import Policy
 from application.expiry import OrderExpiry
+from application.orders import PayOrder, PlaceOrder
+from application.products import RegisterProduct, RestockProduct
 from application.reactions import ReactionRunner, Timer
 from application.shop import Shop
 from domain.errors import InsufficientStock, InvalidState
@@ -90,13 +91,13 @@ async def test_unpaid_orders_expire_and_their_stock_comes_back(clean_db: str) ->
     clock = Clock()
     async with shop_on(clean_db, clock) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "2.00", 5))
-        unpaid = await s.handle(commands.PlaceOrder(ALICE, [("A", 3)]))
-        paid = await s.handle(commands.PlaceOrder(ALICE, [("A", 2)]))
+        await s.handle(RegisterProduct(STAFF, "A", "A", "2.00", 5))
+        unpaid = await s.handle(PlaceOrder(ALICE, [("A", 3)]))
+        paid = await s.handle(PlaceOrder(ALICE, [("A", 2)]))
         assert unpaid.state.expires_at == clock.now + WINDOW
-        await s.handle(commands.PayOrder(ALICE, paid.state.order_id, "4.00"))
+        await s.handle(PayOrder(ALICE, paid.state.order_id, "4.00"))
         with pytest.raises(InsufficientStock):  # sold out meanwhile
-            await s.handle(commands.PlaceOrder(Actor("bob", "customer"), [("A", 1)]))
+            await s.handle(PlaceOrder(Actor("bob", "customer"), [("A", 1)]))
         await until(lambda: _eq(pending(runtime.pool), 1))
 
         clock.advance(WINDOW - timedelta(seconds=1))
@@ -122,9 +123,9 @@ async def test_unpaid_orders_expire_and_their_stock_comes_back(clean_db: str) ->
         )
         assert (expired["status"], expired["expires_at"]) == ("EXPIRED", None)
         # Another customer can buy it now; a payment of the expired order is refused.
-        bobs = await s.handle(commands.PlaceOrder(Actor("bob", "customer"), [("A", 3)]))
+        bobs = await s.handle(PlaceOrder(Actor("bob", "customer"), [("A", 3)]))
         with pytest.raises(InvalidState):
-            await s.handle(commands.PayOrder(ALICE, unpaid.state.order_id, "6.00"))
+            await s.handle(PayOrder(ALICE, unpaid.state.order_id, "6.00"))
 
         # The paid order never expires, however long it waits; no timer is left behind.
         clock.advance(timedelta(days=30))
@@ -149,17 +150,14 @@ async def test_payments_racing_their_deadlines_end_paid_or_expired_never_both(
     clock = Clock()
     async with shop_on(clean_db, clock) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 1_000))
-        placed = [
-            (await s.handle(commands.PlaceOrder(ALICE, [("A", 1 + i % 3)]))).state
-            for i in range(100)
-        ]
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 1_000))
+        placed = [(await s.handle(PlaceOrder(ALICE, [("A", 1 + i % 3)]))).state for i in range(100)]
         await until(lambda: _eq(pending(runtime.pool), 100))
         clock.advance(WINDOW)  # every deadline is now: the timers and the payments race
 
         async def pay(order_id: str, total: Decimal) -> str:
             try:
-                await s.handle(commands.PayOrder(ALICE, order_id, total))
+                await s.handle(PayOrder(ALICE, order_id, total))
                 return "PAID"
             except InvalidState:
                 return "refused"
@@ -186,10 +184,8 @@ async def test_payments_just_before_the_deadline_win_and_the_rest_expire(clean_d
     clock = Clock()
     async with shop_on(clean_db, clock) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 1_000))
-        placed = [
-            (await s.handle(commands.PlaceOrder(ALICE, [("A", 2)]))).state for _ in range(100)
-        ]
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 1_000))
+        placed = [(await s.handle(PlaceOrder(ALICE, [("A", 2)]))).state for _ in range(100)]
         await until(lambda: _eq(pending(runtime.pool), 100))
         clock.advance(WINDOW - timedelta(microseconds=1))
         halves = placed[::2]
@@ -200,7 +196,7 @@ async def test_payments_just_before_the_deadline_win_and_the_rest_expire(clean_d
 
         async def pay(order_id: str, total: Decimal) -> bool:
             try:
-                await s.handle(commands.PayOrder(ALICE, order_id, total))
+                await s.handle(PayOrder(ALICE, order_id, total))
                 return True
             except InvalidState:
                 return False
@@ -224,8 +220,8 @@ async def test_a_timer_fired_again_after_a_crash_repeats_nothing(clean_db: str) 
     clock = Clock()
     async with shop_on(clean_db, clock, run_projectors=False) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 5))
-        placed = (await s.handle(commands.PlaceOrder(ALICE, [("A", 2)]))).state
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 5))
+        placed = (await s.handle(PlaceOrder(ALICE, [("A", 2)]))).state
         runner = ReactionRunner(
             OrderExpiry(), clean_db, runtime.store, s, runtime.log_signal, clock=clock
         )
@@ -264,10 +260,10 @@ async def test_timers_that_came_due_while_nothing_ran_fire_after_start_in_order(
     clock = Clock()
     async with shop_on(clean_db, clock) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 100))
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 100))
         placed = []
         for _ in range(5):
-            placed.append((await s.handle(commands.PlaceOrder(ALICE, [("A", 1)]))).state)
+            placed.append((await s.handle(PlaceOrder(ALICE, [("A", 1)]))).state)
             clock.advance(timedelta(seconds=1))
         await until(lambda: _eq(pending(runtime.pool), 5))
     # Down for a day: every deadline passes with no process running.
@@ -283,10 +279,10 @@ async def test_due_timers_fire_oldest_first(clean_db: str) -> None:
     clock = Clock()
     async with shop_on(clean_db, clock, run_projectors=False) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 100))
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 100))
         placed = []
         for _ in range(5):
-            placed.append((await s.handle(commands.PlaceOrder(ALICE, [("A", 1)]))).state)
+            placed.append((await s.handle(PlaceOrder(ALICE, [("A", 1)]))).state)
             clock.advance(timedelta(seconds=-1))  # each one's deadline before the last's
         clock.advance(timedelta(days=1))
         runner = ReactionRunner(
@@ -310,8 +306,8 @@ async def test_orders_placed_with_deadlines_off_never_expire(clean_db: str) -> N
     policy = Policy(payment_window=None, low_stock_threshold=0)
     async with open_runtime(clean_db, policy=policy, clock=clock) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 5))
-        placed = (await s.handle(commands.PlaceOrder(ALICE, [("A", 1)]))).state
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 5))
+        placed = (await s.handle(PlaceOrder(ALICE, [("A", 1)]))).state
         assert placed.expires_at is None
         await reacted(runtime)
         clock.advance(timedelta(days=365))
@@ -337,19 +333,19 @@ async def test_low_stock_is_flagged_once_per_crossing(clean_db: str) -> None:
     clock = Clock()
     async with shop_on(clean_db, clock, low_stock=5) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 10))
-        await s.handle(commands.PlaceOrder(ALICE, [("A", 4)]))  # 6 left: not yet
-        await s.handle(commands.PlaceOrder(ALICE, [("A", 2)]))  # 4 left: crossed
-        await s.handle(commands.PlaceOrder(ALICE, [("A", 1)]))  # 3 left: still below
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 10))
+        await s.handle(PlaceOrder(ALICE, [("A", 4)]))  # 6 left: not yet
+        await s.handle(PlaceOrder(ALICE, [("A", 2)]))  # 4 left: crossed
+        await s.handle(PlaceOrder(ALICE, [("A", 1)]))  # 3 left: still below
         await until(lambda: _eq(events_of(runtime.pool, "LowStockReached"), ["product-A"]))
         await caught_up(runtime)
         row = await runtime.pool.fetchrow("SELECT * FROM readmodel.products WHERE sku = 'A'")
         assert row["low_below"] == 5 and row["low_since"] == clock.now
-        await s.handle(commands.RestockProduct(STAFF, "A", 10))  # 13: back above
+        await s.handle(RestockProduct(STAFF, "A", 10))  # 13: back above
         await caught_up(runtime)
         row = await runtime.pool.fetchrow("SELECT * FROM readmodel.products WHERE sku = 'A'")
         assert row["low_since"] is None
-        await s.handle(commands.PlaceOrder(ALICE, [("A", 9)]))  # 4: the second crossing
+        await s.handle(PlaceOrder(ALICE, [("A", 9)]))  # 4: the second crossing
         await until(lambda: _eq(events_of(runtime.pool, "LowStockReached"), ["product-A"] * 2))
         await asyncio.sleep(1.0)
         assert len(await events_of(runtime.pool, "LowStockReached")) == 2
@@ -363,7 +359,7 @@ async def test_read_models_of_an_earlier_version_gain_the_new_columns_on_start(
     generation and its views at start, with no rebuild, and the projectors fill them."""
     clock = Clock()
     async with shop_on(clean_db, clock) as runtime:
-        await shop(runtime).handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 9))
+        await shop(runtime).handle(RegisterProduct(STAFF, "A", "A", "1.00", 9))
         await caught_up(runtime)
     conn = await asyncpg.connect(clean_db)
     try:
@@ -386,7 +382,7 @@ async def test_read_models_of_an_earlier_version_gain_the_new_columns_on_start(
         await conn.close()
     async with shop_on(clean_db, clock, low_stock=5) as runtime:
         s = shop(runtime)
-        placed = (await s.handle(commands.PlaceOrder(ALICE, [("A", 5)]))).state
+        placed = (await s.handle(PlaceOrder(ALICE, [("A", 5)]))).state
         await until(lambda: _eq(events_of(runtime.pool, "LowStockReached"), ["product-A"]))
         await caught_up(runtime)
         product = await runtime.pool.fetchrow("SELECT * FROM readmodel.products")
@@ -411,8 +407,8 @@ async def test_a_timer_refused_as_early_is_kept_and_fired_again_not_dropped(
     clock = Clock()
     async with shop_on(clean_db, clock, run_projectors=False) as runtime:
         s = shop(runtime)
-        await s.handle(commands.RegisterProduct(STAFF, "A", "A", "1.00", 5))
-        placed = (await s.handle(commands.PlaceOrder(ALICE, [("A", 2)]))).state
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 5))
+        placed = (await s.handle(PlaceOrder(ALICE, [("A", 2)]))).state
         ahead = Clock()
         ahead.now = clock.now + WINDOW
         runner = ReactionRunner(

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from application import commands
+from application.orders import PlaceOrder
+from application.products import RegisterProduct
 from application.shop import Shop
 from domain.values import Actor
 from eventgraph.runtime import Runtime, open_runtime
@@ -50,13 +51,13 @@ async def test_read_models_live_on_the_read_database_and_survive_killed_connecti
         shop = Shop(runtime.store)
         skus = [f"R-{i}" for i in range(5)]
         for sku in skus:
-            await shop.handle(commands.RegisterProduct(STAFF, sku, sku, "2.00", 1_000))
+            await shop.handle(RegisterProduct(STAFF, sku, sku, "2.00", 1_000))
 
         async def orders(n: int) -> int:
             placed = 0
             for i in range(n):
                 buyer = Actor(f"c{i % 7}", "customer")
-                await shop.handle(commands.PlaceOrder(buyer, [(skus[i % 5], 1)]))
+                await shop.handle(PlaceOrder(buyer, [(skus[i % 5], 1)]))
                 placed += 1
             return placed
 

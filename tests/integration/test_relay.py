@@ -666,8 +666,9 @@ async def test_the_reactions_events_are_published_like_any_other(
     broker: other services learn of low stock and of expired orders without polling."""
     from datetime import timedelta
 
-    from application import commands
     from application.commands import Policy
+    from application.orders import PlaceOrder
+    from application.products import RegisterProduct
     from domain.values import Actor
     from eventgraph.runtime import open_runtime
     from tests.integration.test_reactions import Clock, events_of, pending, until
@@ -679,8 +680,8 @@ async def test_the_reactions_events_are_published_like_any_other(
         clean_db, publish_url=amqp_url, publish_key=KEY, policy=policy, clock=clock
     ) as runtime:
         assert runtime.shop is not None
-        await runtime.shop.handle(commands.RegisterProduct(staff, "A", "A", "1.00", 6))
-        await runtime.shop.handle(commands.PlaceOrder(alice, [("A", 2)]))  # 4 < 5: low
+        await runtime.shop.handle(RegisterProduct(staff, "A", "A", "1.00", 6))
+        await runtime.shop.handle(PlaceOrder(alice, [("A", 2)]))  # 4 < 5: low
         clock.advance(timedelta(seconds=60))
 
         async def expired() -> bool:

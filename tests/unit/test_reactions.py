@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from application import commands
 from application.commands import Policy
 from application.expiry import OrderExpiry
 from application.low_stock import LowStock
+from application.orders import ExpireOrder
 from application.reactions import Cancel, Schedule, Timer, retry_delay
 from application.shop import reactions
 from domain.aggregate import DomainEvent
@@ -73,7 +73,7 @@ def test_low_stock_schedules_a_timer_due_now_only_on_a_downward_crossing() -> No
 def test_a_timers_command_carries_a_key_of_that_timer_alone() -> None:
     timer = Timer("order-expiry", "o1", DUE, {"orderId": "o1"}, 42)
     command = OrderExpiry().command(timer)
-    assert command == commands.ExpireOrder(command.actor, "o1", timer.idempotency_key)  # type: ignore[arg-type]
+    assert command == ExpireOrder(command.actor, "o1", timer.idempotency_key)  # type: ignore[arg-type]
     assert command.actor.role == "system" and command.actor.id == "system:order-expiry"
     assert timer.idempotency_key == Timer("order-expiry", "o1", NOW, {}, 42).idempotency_key
     moved = Timer("order-expiry", "o1", DUE, {"orderId": "o1"}, 43)  # rescheduled later
