@@ -31,12 +31,19 @@ class OrderExpiry:
     def react(self, event: DomainEvent, recorded: RecordedEvent) -> Sequence[Effect]:
         match event:
             case OrderPlaced(expires_at=datetime() as deadline):
-                return (Schedule(event.order_id, deadline, {"orderId": event.order_id}),)
+                skus = [line.sku for line in event.lines]  # so that firing need not read it
+                return (
+                    Schedule(event.order_id, deadline, {"orderId": event.order_id, "skus": skus}),
+                )
             case PaymentProcessed() | OrderCancelled() | OrderExpired():
                 return (Cancel(event.order_id),)
         return ()  # placed without a deadline
 
     def command(self, timer: Timer) -> orders.ExpireOrder:
+        skus = timer.data.get("skus")  # timers scheduled before it was kept: read the order
         return orders.ExpireOrder(
-            Actor.system(self.name), OrderId(timer.data["orderId"]), timer.idempotency_key
+            Actor.system(self.name),
+            OrderId(timer.data["orderId"]),
+            timer.idempotency_key,
+            tuple(skus) if isinstance(skus, list) else None,
         )

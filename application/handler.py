@@ -78,7 +78,10 @@ class CommandHandler:
         idempotency: Idempotency | None = None,
         new_streams: frozenset[str] | set[str] = frozenset(),
     ) -> Executed:
-        if idempotency is not None:
+        # The server's own commands (a reaction's timers) repeat only after a crash: their
+        # key is left to the append, which a key used before fails, and the command is then
+        # answered with the first result (below). A round trip less for every timer fired.
+        if idempotency is not None and not actor.is_system:
             legacy = [idempotency.legacy_key] if idempotency.legacy_key else []
             found = await self.store.find_idempotent(idempotency.key, *legacy)
             if found is not None:

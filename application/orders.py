@@ -57,6 +57,9 @@ class ExpireOrder(Command[order.Order]):
     actor: Actor
     order_id: OrderId
     idempotency_key: str | None = None
+    skus: tuple[str, ...] | None = None
+    """The order's products, when the caller knows them (the reaction's timer took them from
+    OrderPlaced): the order is then not read before the command, only checked inside it."""
 
 
 @handles(PlaceOrder)
@@ -155,7 +158,12 @@ async def expire_order(handler: CommandHandler, command: ExpireOrder) -> Command
         "ExpireOrder",
         lambda placed, stock, at: rules.expire(placed, stock, actor, at),
         key,
+        command.skus,
     )
+
+
+class _StaleProducts(Exception):
+    """The products a caller named are not the order's: read the order instead."""
 
 
 async def _order_with_stock(
@@ -165,20 +173,43 @@ async def _order_with_stock(
     name: str,
     rule: Callable[[order.OrderState, dict[str, product.ProductState], datetime], rules.Decision],
     idempotency: Idempotency | None = None,
+    skus: tuple[str, ...] | None = None,
 ) -> CommandResult[order.Order]:
-    """Ship or cancel: the order's events and each reserved product's stock move together.
-    The order's lines say which products to load, so it is read first."""
+    """Ship, cancel or expire: the order's events and each reserved product's stock move
+    together. The order's lines say which products to load, so it is read first, unless the
+    caller knows them (`skus`), which the decision then checks against the order it loads."""
     stream = order.stream_id(order_id)
+    if skus is not None:
+        try:
+            return await _with_products(handler, actor, stream, name, rule, idempotency, skus)
+        except _StaleProducts:
+            pass
     current = await handler.store.read_stream(stream)
     if not current:
         raise NotFound(f"no order {order_id!r}")
     placed = handler.decode(current[0])
     assert isinstance(placed, order.OrderPlaced)
-    product_streams = {line.sku: product.stream_id(line.sku) for line in placed.lines}
+    known = tuple(line.sku for line in placed.lines)
+    return await _with_products(handler, actor, stream, name, rule, idempotency, known)
+
+
+async def _with_products(
+    handler: CommandHandler,
+    actor: Actor,
+    stream: str,
+    name: str,
+    rule: Callable[[order.OrderState, dict[str, product.ProductState], datetime], rules.Decision],
+    idempotency: Idempotency | None,
+    skus: tuple[str, ...],
+) -> CommandResult[order.Order]:
+    product_streams = {sku: product.stream_id(sku) for sku in skus}
 
     def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
+        placed = loaded.state(stream)
+        if placed is not None and not {line.sku for line in placed.lines} <= product_streams.keys():
+            raise _StaleProducts
         stock = {sku: loaded.state(ps) for sku, ps in product_streams.items()}
-        return rule(loaded.state(stream), stock, handler.clock())
+        return rule(placed, stock, handler.clock())
 
     result = await handler.execute(
         actor, name, [stream, *product_streams.values()], decide, idempotency

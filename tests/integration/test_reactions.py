@@ -254,6 +254,38 @@ async def test_a_timer_fired_again_after_a_crash_repeats_nothing(clean_db: str) 
             await conn.close()
 
 
+async def test_an_expiry_told_the_wrong_products_reads_the_order_and_a_repeat_is_a_replay(
+    clean_db: str,
+) -> None:
+    """A timer names the order's products so that firing need not read the order first; a
+    wrong list (a bug, an edited row) falls back to reading it. The server's own commands skip
+    the key lookup before deciding: the append's key check answers a repeat instead."""
+    clock = Clock()
+    async with shop_on(clean_db, clock, run_projectors=False) as runtime:
+        s = shop(runtime)
+        await s.handle(RegisterProduct(STAFF, "A", "A", "1.00", 5))
+        await s.handle(RegisterProduct(STAFF, "B", "B", "1.00", 5))
+        placed = (await s.handle(PlaceOrder(ALICE, [("A", 2), ("B", 1)]))).state
+        clock.advance(WINDOW)
+        timer = Timer("order-expiry", placed.order_id, clock.now,
+                      {"orderId": placed.order_id, "skus": ["B", "Z"]}, clock.now)  # fmt: skip
+        command = OrderExpiry().command(timer)
+        assert command.skus == ("B", "Z")
+        first = await s.handle(command)
+        assert not first.replayed and first.state.status is OrderStatus.EXPIRED
+        again = await s.handle(command)
+        assert again.replayed and again.position == first.position
+        stock = {
+            r["stream_id"]: r["data"]["reserved"]
+            for r in await runtime.pool.fetch(
+                "SELECT DISTINCT ON (stream_id) stream_id, data FROM eventgraph.events"
+                " WHERE type = 'InventoryUpdated' ORDER BY stream_id, position DESC"
+            )
+        }
+        assert stock == {"product-A": 0, "product-B": 0}
+        assert len(await events_of(runtime.pool, "OrderExpired")) == 1
+
+
 async def test_timers_that_came_due_while_nothing_ran_fire_after_start_in_order(
     clean_db: str,
 ) -> None:

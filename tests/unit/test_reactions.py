@@ -46,7 +46,7 @@ def recorded(event: DomainEvent, position: int = 7) -> RecordedEvent:
     [
         (
             OrderPlaced("o1", "c", LINES, Decimal("1.00"), NOW, DUE),
-            (Schedule("o1", DUE, {"orderId": "o1"}),),
+            (Schedule("o1", DUE, {"orderId": "o1", "skus": [line.sku for line in LINES]}),),
         ),
         (OrderPlaced("o1", "c", LINES, Decimal("1.00"), NOW), ()),  # no deadline
         (PaymentProcessed("o1", Decimal("1.00"), Decimal("1.00"), NOW), (Cancel("o1"),)),
@@ -74,6 +74,8 @@ def test_a_timers_command_carries_a_key_of_that_timer_alone() -> None:
     timer = Timer("order-expiry", "o1", DUE, {"orderId": "o1"}, 42)
     command = OrderExpiry().command(timer)
     assert command == ExpireOrder(command.actor, "o1", timer.idempotency_key)  # type: ignore[arg-type]
+    hinted = Timer("order-expiry", "o1", DUE, {"orderId": "o1", "skus": ["A", "B"]}, 42)
+    assert OrderExpiry().command(hinted).skus == ("A", "B")  # the order need not be read
     assert command.actor.role == "system" and command.actor.id == "system:order-expiry"
     assert timer.idempotency_key == Timer("order-expiry", "o1", NOW, {}, 42).idempotency_key
     moved = Timer("order-expiry", "o1", DUE, {"orderId": "o1"}, 43)  # rescheduled later
