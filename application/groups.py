@@ -12,6 +12,10 @@ is), and fails alone; a conflict from another process, or an idempotency key see
 writes nothing of the group and every member runs alone. The rejected alternative, a stream
 lock per command and an append each, ran a hot product at about half the rate of orders
 spread over 100 products on this machine, and both at a tenth of raw appends.
+
+A handler keeps two chains: one for clients' commands and one for the server's own (the
+reactions' timers), so that a storm of expiries coming due at once never queues a customer's
+order behind its groups; the two meet only on a stream both touch, under its lock.
 """
 
 from __future__ import annotations

@@ -65,6 +65,9 @@ class CommandHandler:
         self._locks = StreamLocks()
         self._cache = StateCache()
         self._groups = Groups(self._commit_group)
+        self._background = Groups(self._commit_group)
+        """The server's own commands (reactions firing timers) group in a chain of their
+        own: a storm of them never makes a client's command wait behind their groups."""
 
     def decode(self, event: RecordedEvent) -> DomainEvent:
         return decode(event.type, event.data, event.occurred_at)
@@ -102,7 +105,8 @@ class CommandHandler:
         if request_id is not None:
             metadata["requestId"] = request_id
         existing = [s for s in streams if s not in new_streams]
-        if self._groups.busy():
+        groups = self._background if actor.is_system else self._groups
+        if groups.busy():
             member = Member(
                 command_name,
                 streams,
@@ -112,20 +116,20 @@ class CommandHandler:
                 metadata,
                 asyncio.get_running_loop().create_future(),
             )
-            self._groups.join(member)
+            groups.join(member)
             executed = await member.outcome
             if executed is not None:
                 return executed
             return await self._alone(
                 command_name, streams, existing, new_streams, decide, idempotency, metadata
             )
-        self._groups.begin()
+        groups.begin()
         try:
             return await self._alone(
                 command_name, streams, existing, new_streams, decide, idempotency, metadata
             )
         finally:
-            self._groups.end()
+            groups.end()
 
     async def _alone(
         self,
