@@ -286,8 +286,18 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def read_model_names() -> str:
+    """The registered read models in one phrase, for the help ("a, b or c"): from the
+    registry, so that the help never misses one."""
+    from projections import READ_MODELS
+
+    *rest, last = [model.name for model in READ_MODELS]
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventgraph", description=__doc__)
+    read_models = read_model_names()
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API server")
@@ -333,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild = commands.add_parser(
         "rebuild", help="rebuild a projection from the log into new tables, then switch over"
     )
-    rebuild.add_argument("name", nargs="?", help="products, orders or sales")
+    rebuild.add_argument("name", nargs="?", help=f"the read model: {read_models}")
     rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
     rebuild.set_defaults(run=operate.rebuild)
 
@@ -363,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
             " with its reason and listed by /readyz and `eventgraph projections`."
         ),
     )
-    park.add_argument("projection", help="products, orders or sales")
+    park.add_argument("projection", help=f"the read model: {read_models}")
     park.add_argument("position", type=int, help="the event's log position")
     park.add_argument("--reason", required=True, help="why this event can be passed over")
     park.add_argument("--by", help="who decides (default: the current user)")
@@ -374,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="let a stopped projection try again from its checkpoint (after a fix, or a"
         " failure that was not the event's fault)",
     )
-    resume.add_argument("projection", help="products, orders or sales")
+    resume.add_argument("projection", help=f"the read model: {read_models}")
     resume.set_defaults(run=operate.resume)
     return parser
 

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from application.auth import verify_sign_in_code, verify_token
+from projections import READ_MODELS
 from tests.kit.server import free_port
 
 CONTRACT = Path(__file__).parents[3] / "shared" / "contract" / "schema.graphql"
@@ -121,6 +122,17 @@ def test_serve_on_the_embedded_database_keeps_data_and_stops_it_on_ctrl_c(
         process.terminate()
         process.wait(60)
     assert not postgres_running(tmp_path / "data"), "SIGTERM stops it too"
+
+
+@pytest.mark.parametrize("command", ["rebuild", "park", "resume"])
+def test_the_help_of_commands_taking_a_read_model_names_every_registered_one(
+    tmp_path: Path, command: str
+) -> None:
+    shown = cli(command, "--help", env=clean_env(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())  # argparse wraps the help at any space
+    for name in [model.name for model in READ_MODELS]:
+        assert re.search(rf"\b{re.escape(name)}\b", text), (name, shown.stdout)
 
 
 def test_token_uses_the_configured_secret(tmp_path: Path) -> None:
