@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -19,10 +20,61 @@ from application.auth import mint_token
 SECRET = "test-secret-" + "x" * 32
 
 
-def free_port() -> int:
+PORTS = "EVENTGRAPH_TEST_PORTS"
+"""`LOW-HIGH` (both included, e.g. 20000-20999): the ports the servers started by the tests
+listen on (`free_port`), so that test runs side by side on one machine can be kept apart.
+Unset or empty: any free port the system picks."""
+
+
+def port_range(value: str | None) -> range | None:
+    """The ports `EVENTGRAPH_TEST_PORTS` allows; None when it is unset or empty."""
+    if value is None or not value.strip():
+        return None
+    low, dash, high = value.strip().partition("-")
+    try:
+        first, last = int(low), int(high)
+    except ValueError:
+        first = last = 0
+    if not dash or not 1 <= first <= last <= 65_535:
+        raise ValueError(
+            f"{PORTS}={value!r}: expected LOW-HIGH, two ports from 1 to 65535 with LOW at most"
+            " HIGH (e.g. 20000-20999)"
+        )
+    return range(first, last + 1)
+
+
+_handed: set[int] = set()
+"""Ports `free_port` gave out in this process: a server may not be listening on one yet, so
+one never handed out is preferred."""
+_shuffle = random.Random()
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port nothing listens on now: inside EVENTGRAPH_TEST_PORTS when it is set (a port of
+    the range never handed out before, if any is free), else any the system picks."""
+    ports = port_range(os.environ.get(PORTS))
+    if ports is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    fresh = [p for p in ports if p not in _handed]
+    again = [p for p in ports if p in _handed]
+    _shuffle.shuffle(fresh)
+    _shuffle.shuffle(again)
+    for port in fresh + again:
+        if _bindable(port):
+            _handed.add(port)
+            return port
+    raise RuntimeError(f"no free port in {PORTS}={os.environ[PORTS]}")
 
 
 @dataclass
@@ -88,12 +140,28 @@ def _spawn(
     )
 
 
+class PortTaken(RuntimeError):
+    """Another process bound the port between `free_port` and the server's start."""
+
+
 def start_server(database_url: str, tmp: Path, port: int | None = None, **env: str) -> Server:
-    """A running `eventgraph serve` on `database_url` (on a free port unless given)."""
-    port = port or free_port()
+    """A running `eventgraph serve` on `database_url` (on a free port unless given; on
+    another if something else took that one first)."""
     read_url = env.get("EVENTGRAPH_READ_DATABASE_URL")
     if SEPARATE_READ and read_url is None:
         read_url = env["EVENTGRAPH_READ_DATABASE_URL"] = read_database(database_url)
+    for attempt in range(3):
+        try:
+            return _started(port or free_port(), database_url, tmp, env, read_url)
+        except PortTaken:
+            if port is not None or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _started(
+    port: int, database_url: str, tmp: Path, env: dict[str, str], read_url: str | None
+) -> Server:
     log = tmp / f"server-{port}.log"
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = _spawn(port, database_url, tmp, out, env)
@@ -101,7 +169,10 @@ def start_server(database_url: str, tmp: Path, port: int | None = None, **env: s
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()}")
+            text = log.read_text()
+            if "address already in use" in text.lower():
+                raise PortTaken(f"port {port} taken:\n{text}")
+            raise RuntimeError(f"server exited:\n{text}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return Server(url, process, log, read_url)
