@@ -1,22 +1,25 @@
 """What every projection is: a name, a version of its table shapes, its tables, and a way to
 apply a batch of events to them inside the projector's transaction.
 
-Most read models are rows keyed by an aggregate id, folded from events: `RowProjection` loads
-the rows a batch touches in one query, folds every event into them in memory, and writes each
-changed row once, so that catching up costs a few round trips per thousand events."""
+Many read models are one row per aggregate, folded from its events: `RowProjection`, the
+single-table case of the kit (projections/kit.py, for many rows in several tables). Both load
+the rows a batch touches in one query, fold every event into them in memory, and write each
+changed row once (projections/tables.py), so that catching up costs a few round trips per
+thousand events."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import asyncpg
-import orjson
 
 from domain.aggregate import DomainEvent
 from domain.codec import decode
 from eventstore.events import RecordedEvent
+from projections.tables import Shape, add_column
 
 Row = dict[str, Any]
 V = TypeVar("V")
@@ -57,22 +60,10 @@ class Projection(Protocol):
         ...
 
 
-def add_column(schema: str, table: str, column: str, definition: str) -> str:
-    """DDL adding a column to a live table only if it is missing: `ADD COLUMN IF NOT EXISTS`
-    would lock the table against readers on every start even when the column is there."""
-    return f"""
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{schema}.{table}'::regclass
-                  AND attname = '{column}' AND NOT attisdropped) THEN
-    SET LOCAL lock_timeout = '10s';
-    ALTER TABLE {schema}.{table} ADD COLUMN {column} {definition};
-  END IF;
-END $$;
-"""
-
-
 class RowProjection:
-    """Rows keyed by one text column, each folded from the events about it."""
+    """Rows keyed by one text column, each folded from the events about it: one row per key,
+    never deleted, so each row's `position` is the mark of what it has applied (an event at
+    or below it is passed over), the kit's rule at the grain of a row."""
 
     name: ClassVar[str]
     version: ClassVar[int]
@@ -92,9 +83,12 @@ class RowProjection:
     def evolve(self, row: Row | None, event: DomainEvent, recorded: RecordedEvent) -> Row | None:
         raise NotImplementedError
 
+    @cached_property
+    def shape(self) -> Shape:
+        return Shape(self.table, self.columns, (self.key,))
+
     def create_tables(self, schema: str) -> str:
-        cols = ",\n  ".join(f"{name} {sql_type}" for name, sql_type in self.columns)
-        return f"CREATE TABLE {schema}.{self.table} (\n  {cols},\n  PRIMARY KEY ({self.key})\n);"
+        return self.shape.create(schema)
 
     def create_indexes(self, schema: str) -> str:
         types = dict(self.columns)
@@ -119,15 +113,10 @@ class RowProjection:
                 relevant.append((key, domain_event, recorded))
         if not relevant:
             return
-        names = [name for name, _ in self.columns]
+        shape = self.shape
         keys = list({key for key, _, _ in relevant})
         rows: dict[str, Row | None] = {
-            r[self.key]: dict(r)
-            for r in await conn.fetch(
-                f"SELECT {', '.join(names)} FROM {schema}.{self.table}"
-                f" WHERE {self.key} = any($1::text[])",
-                keys,
-            )
+            r[self.key]: dict(r) for r in await shape.load(conn, schema, keys)
         }
         changed: set[str] = set()
         for key, domain_event, recorded in relevant:
@@ -136,27 +125,5 @@ class RowProjection:
                 continue  # already applied
             rows[key] = self.evolve(row, domain_event, recorded)
             changed.add(key)
-        await self._write(conn, schema, [row for k in changed if (row := rows[k]) is not None])
-
-    async def _write(self, conn: asyncpg.Connection, schema: str, rows: list[Row]) -> None:
-        if not rows:
-            return
-        names = [name for name, _ in self.columns]
-        types = [sql_type.split()[0] for _, sql_type in self.columns]
-        # jsonb values go as text: asyncpg would read a list inside a list as a 2-D array.
-        arrays = ", ".join(
-            f"${i}::text[]::jsonb[]" if t == "jsonb" else f"${i}::{t}[]"
-            for i, t in enumerate(types, 1)
-        )
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != self.key)
-        await conn.execute(
-            f"INSERT INTO {schema}.{self.table} ({', '.join(names)})"
-            f" SELECT * FROM unnest({arrays})"
-            f" ON CONFLICT ({self.key}) DO UPDATE SET {updates}",
-            *[
-                [orjson.dumps(row[n]).decode() for row in rows]
-                if t == "jsonb"
-                else [row[n] for row in rows]
-                for n, t in zip(names, types, strict=True)
-            ],
-        )
+        written = [row for k in changed if (row := rows[k]) is not None]
+        await shape.upsert(conn, schema, [[row[n] for n in shape.names] for row in written])

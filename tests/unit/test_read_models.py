@@ -22,6 +22,7 @@ from domain.order import (
 from domain.product import InventoryUpdated, ProductRegistered, StockChange
 from eventstore.events import RecordedEvent
 from projections import sales
+from projections.kit import fold as fold_tables
 from projections.orders import OrdersProjection, OrderView
 from projections.products import ProductsProjection, ProductView
 
@@ -83,12 +84,8 @@ def test_an_order_row_follows_its_life() -> None:
 
 
 def test_the_dashboard_counts_each_step_once_and_units_of_orders_not_cancelled() -> None:
-    totals = {"orders_placed": 0, "orders_paid": 0, "orders_shipped": 0,
-              "orders_cancelled": 0, "revenue": Decimal(0), "position": 0}  # fmt: skip
-    lines: dict[str, list[dict[str, Any]]] = {}
-    new, sold = sales.evolve(
-        totals,
-        lines,
+    tables = fold_tables(
+        sales.SalesProjection(),
         [
             (OrderPlaced(O1, "ann", LINES, Decimal("6.00"), NOW), 1),
             (PaymentProcessed(O1, Decimal("6.00"), Decimal("6.00"), NOW), 2),
@@ -96,9 +93,11 @@ def test_the_dashboard_counts_each_step_once_and_units_of_orders_not_cancelled()
             (PaymentRefunded(O1, Decimal("6.00"), NOW), 4),
         ],
     )
-    assert totals == {"orders_placed": 1, "orders_paid": 1, "orders_shipped": 0,
-                      "orders_cancelled": 1, "revenue": Decimal(0), "position": 4}  # fmt: skip
-    assert list(new) == [O1]
-    assert {sku: units for sku, (units, _, _) in sold.items()} == {"A": 0, "B": 0}
+    assert tables["sales_totals"][1] == sales.Totals(1, 1, 1, 0, 1, Decimal(0), 4, 0)
+    assert list(tables["sales_orders"]) == [O1]
+    assert {sku: row.units_sold for sku, row in tables["sales_products"].items()} == {
+        "A": 0,
+        "B": 0,
+    }
     with pytest.raises(ValueError, match="unknown order"):
-        sales.evolve(totals, {}, [(OrderCancelled(OrderId("x"), "no", "ann", NOW), 5)])
+        fold_tables(sales.SalesProjection(), [(OrderCancelled(OrderId("x"), "no", "ann", NOW), 5)])
