@@ -25,6 +25,10 @@ PAY = f"""mutation($id: ID!, $amount: Decimal!, $key: String) {{
 SHIP = f"mutation($id: ID!) {{ shipOrder(orderId: $id) {{ {ORDER} }} }}"
 CANCEL = f"""mutation($id: ID!, $reason: String!) {{
   cancelOrder(orderId: $id, reason: $reason) {{ {ORDER} }} }}"""
+REVIEW = f"""mutation($sku: String!, $rating: Int!, $comment: String!) {{
+  postReview(sku: $sku, rating: $rating, comment: $comment) {{
+    reviewId position events {{ {EVENT_FIELDS} }} rating {{ sku rating reviewCount position }}
+  }} }}"""
 EVENTS = f"""query($after: Position, $first: Int!, $stream: String) {{
   events(after: $after, first: $first, streamId: $stream) {{ {EVENT_FIELDS} }} }}"""
 
