@@ -5,7 +5,8 @@ server's memory grow and always ends on the latest state.
 One refresh per projection advance serves every subscriber in this process: the views of the
 watched keys that changed since the last refresh are read in one query and handed to each
 key's subscribers; nothing happens for a view that did not change. What can be watched,
-and how it is read, each read model declares (`LiveTopic`s in its module)."""
+and how it is read, each read model declares (`LiveTopic`s in its module; a view over several
+tables or read models, a `JoinedTopic`: projections/joined.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from projections.joined import JoinedSubscribers, JoinedTopic
 from projections.slice import LiveTopic, Loader, ReadModel, View
 from projections.watch import ProjectionWatch
 from support import metrics
@@ -49,10 +51,8 @@ class Slot(Mailbox[Any]):
 
     def __init__(self, low_water: Callable[[], int] = lambda: 0, floor: int = 0) -> None:
         # A view changed at position 0 reflects no event: it is not sent (the dashboard of an
-        # empty log waits for its first order).
-        super().__init__(
-            rank=lambda view: int(view.changed), floor=max(0, floor), capacity=MAX_WAITING
-        )
+        # empty log waits for its first order). A joined view's first is sent even so (-1).
+        super().__init__(rank=lambda view: int(view.changed), floor=floor, capacity=MAX_WAITING)
         self._low_water = low_water
         self._forget_at = self.FORGET_AFTER
 
@@ -176,9 +176,15 @@ class LiveViews:
     ):
         self._heal_interval = heal_interval
         self._topics: dict[LiveTopic, Topic] = {}
-        self._by_projection: dict[str, list[Topic]] = {}
+        self._joined: dict[JoinedTopic, JoinedSubscribers] = {}
+        self._by_projection: dict[str, list[Topic | JoinedSubscribers]] = {}
         for model in read_models:
             for spec in model.topics:
+                if isinstance(spec, JoinedTopic):  # refreshed when any model it reads moves
+                    joined = self._joined[spec] = JoinedSubscribers(spec, pool)
+                    for name in spec.models:
+                        self._by_projection.setdefault(name, []).append(joined)
+                    continue
                 topic = Topic(spec.loader(pool), spec.slot_key)
                 self._topics[spec] = topic
                 self._by_projection.setdefault(model.name, []).append(topic)
@@ -197,11 +203,19 @@ class LiveViews:
 
     async def _heal(self) -> None:
         """Whatever a lost notification missed, a periodic refresh delivers."""
+        every = list({id(t): t for ts in self._by_projection.values() for t in ts}.values())
         while True:
             await asyncio.sleep(self._heal_interval)
-            for topics in self._by_projection.values():
-                for topic in topics:
-                    topic.request_refresh()
+            for topic in every:
+                topic.request_refresh()
+
+    async def _watch_joined(self, spec: JoinedTopic, key: str) -> AsyncGenerator[Any, None]:
+        joined = self._joined[spec]
+        slot = Slot(floor=-1)  # its first view, empty or not, even of an empty log
+        with joined.subscribed(key, slot):
+            joined.request_refresh()
+            while True:
+                yield await slot.next()
 
     async def feed(
         self, spec: LiveTopic, key: Hashable, after: int | None, now: int
@@ -239,10 +253,16 @@ class LiveViews:
             raise FellBehind(str(exc), sent) from None
 
     async def watch(
-        self, spec: LiveTopic, key: Hashable, first: View | None, start: int = 0
+        self, spec: LiveTopic | JoinedTopic, key: Hashable, first: View | None, start: int = 0
     ) -> AsyncGenerator[Any, None]:
         """The view of `key`: `first` (if it exists yet), then every one that changed after
-        it (after `start`, with no `first`: a feed from now on, or a view not there yet)."""
+        it (after `start`, with no `first`: a feed from now on, or a view not there yet).
+        A joined topic reads the first view itself (`first` and `start` are not used)."""
+        if isinstance(spec, JoinedTopic):
+            async with contextlib.aclosing(self._watch_joined(spec, str(key))) as views:
+                async for view in views:
+                    yield view
+            return
         topic = self._topics[spec]
         # A feed (no first view) starts after `start`: what others' reads bring from before
         # it is not for this subscriber.

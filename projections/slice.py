@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
 from projections.base import Projection
+
+if TYPE_CHECKING:
+    from projections.joined import JoinedTopic
 
 
 class View(Protocol):
@@ -63,7 +66,7 @@ class LiveTopic:
 @dataclass(frozen=True)
 class ReadModel:
     projection: Projection
-    topics: tuple[LiveTopic, ...] = ()
+    topics: tuple[LiveTopic | JoinedTopic, ...] = ()
 
     @property
     def name(self) -> str:
