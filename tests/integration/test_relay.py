@@ -682,6 +682,11 @@ async def test_the_reactions_events_are_published_like_any_other(
         assert runtime.shop is not None
         await runtime.shop.handle(RegisterProduct(staff, "A", "A", "1.00", 6))
         await runtime.shop.handle(PlaceOrder(alice, [("A", 2)]))  # 4 < 5: low
+
+        async def flagged() -> bool:  # before the order expires and its stock comes back
+            return bool(await events_of(runtime.pool, "LowStockReached"))
+
+        await until(flagged)
         clock.advance(timedelta(seconds=60))
 
         async def expired() -> bool:
