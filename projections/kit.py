@@ -273,12 +273,11 @@ SELECT coalesce((SELECT position FROM eventgraph.projections WHERE name = '{self
             for event, position in pending:
                 try:
                     for table, key in reads(event, rows):
-                        if key not in known[table]:
-                            wanted[table].add(key)
+                        wanted[table].add(key)
                 except NotLoaded as unknown:
                     wanted[unknown.table].add(unknown.key)
                     again.append((event, position))
-            await load(wanted)
+            await load({t: keys - known[t].keys() for t, keys in wanted.items()})
             pending = again
 
         start, miss = self._fold(rows, batch, 0)
@@ -326,12 +325,10 @@ SELECT coalesce((SELECT position FROM eventgraph.projections WHERE name = '{self
             removed: list[Hashable] = []
             for key, row in rows.of(table).items():
                 was = before.get(key, _UNKNOWN)
-                if row is was or row == was:
-                    continue
                 if row is None:
                     if was is not None:
                         removed.append(key)
-                else:
+                elif was is _UNKNOWN or row != was:
                     changed.append(row)
             at = table.position_index
             if at is not None:
