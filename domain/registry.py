@@ -4,10 +4,15 @@ checked and folded everywhere."""
 
 from __future__ import annotations
 
-from domain import order, product, review
+from domain import order, product, review, wishlist
 from domain.aggregate import AggregateType
 
-AGGREGATES: tuple[AggregateType, ...] = (product.AGGREGATE, order.AGGREGATE, review.AGGREGATE)
+AGGREGATES: tuple[AggregateType, ...] = (
+    product.AGGREGATE,
+    order.AGGREGATE,
+    review.AGGREGATE,
+    wishlist.AGGREGATE,
+)
 
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls for aggregate in AGGREGATES for cls in aggregate.events

@@ -3,7 +3,7 @@ queries and live topics), registered here, in one place."""
 
 from __future__ import annotations
 
-from projections import orders, products, ratings, sales
+from projections import orders, products, ratings, sales, wishlist
 from projections.base import Projection
 from projections.slice import ReadModel
 
@@ -12,6 +12,7 @@ READ_MODELS: tuple[ReadModel, ...] = (
     orders.READ_MODEL,
     sales.READ_MODEL,
     ratings.READ_MODEL,
+    wishlist.READ_MODEL,
 )
 """Every read model. A new one is a module like `products.py` and one entry here."""
 

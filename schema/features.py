@@ -4,7 +4,7 @@ subscriptions then join the root types, in this order."""
 
 from __future__ import annotations
 
-from schema import log, orders, products, reviews, sales
+from schema import log, orders, products, reviews, sales, wishlist
 from schema.feature import Feature
 
 FEATURES: tuple[Feature, ...] = (
@@ -13,4 +13,5 @@ FEATURES: tuple[Feature, ...] = (
     sales.FEATURE,
     log.FEATURE,
     reviews.FEATURE,
+    wishlist.FEATURE,
 )

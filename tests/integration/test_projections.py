@@ -19,6 +19,7 @@ from application.orders import CancelOrder, PayOrder, PlaceOrder, ShipOrder
 from application.products import RegisterProduct, RestockProduct
 from application.reviews import PostReview
 from application.shop import Shop
+from application.wishlist import AddToWishlist, RemoveFromWishlist
 from domain.errors import DomainError
 from domain.values import Actor
 from eventgraph.readiness import readiness
@@ -74,6 +75,14 @@ async def shop_traffic(shop: Shop, customers: int, rounds: int, seed: int = 1) -
                     await shop.handle(PostReview(actor, sku, rng.randint(1, 5), "fine"))
             except DomainError:
                 pass  # out of stock, or reviewed already: part of the traffic
+            try:  # a product wished, and now and then one no longer
+                sku = rng.choice(SKUS)
+                if rng.random() < 0.3:
+                    await shop.handle(RemoveFromWishlist(actor, sku))
+                else:
+                    await shop.handle(AddToWishlist(actor, sku))
+            except DomainError:
+                pass  # wished already, or not on the list
 
     await asyncio.gather(*(customer(c) for c in range(customers)))
 

@@ -19,6 +19,7 @@ from domain.order import (
 )
 from domain.product import InventoryUpdated, LowStockReached, ProductRegistered, StockChange
 from domain.review import ReviewPosted
+from domain.wishlist import WishlistItemAdded, WishlistItemRemoved
 from domain.upcasters import upcast_order_placed_v1_v2
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -35,6 +36,8 @@ EVENTS: list[DomainEvent] = [
     OrderExpired("o1", NOW, NOW),
     LowStockReached("A", 2, 5, NOW),
     OrderPlaced("o2", "c1", (OrderLine("A", 1, Decimal("1.50")),), Decimal("1.50"), NOW, NOW),
+    WishlistItemAdded("w1", "c1", "A", NOW),
+    WishlistItemRemoved("w1", "c1", "A", NOW),
 ]
 
 

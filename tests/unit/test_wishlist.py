@@ -91,3 +91,25 @@ def test_an_added_product_must_exist_a_removed_one_need_not() -> None:
     gone = wishlist.WishlistItemRemoved(W, "ann", "A", NOW)
     assert wishlist.AGGREGATE.references(gone) == ()
     assert wishlist.AGGREGATE.subject(gone) == wishlist.stream_id(W)
+
+
+def test_the_read_model_keeps_each_wishlist_in_order_and_counts_the_wishes() -> None:
+    from projections.kit import fold
+    from projections.wishlist import Wished, Wisher, Wishes, WishlistProjection
+
+    bob = wishlist.wishlist_id("bob")
+    tables = fold(
+        WishlistProjection(),
+        [
+            (added("A"), 10),
+            (added("B"), 11),
+            (wishlist.WishlistItemAdded(bob, "bob", "A", NOW), 12),
+            (wishlist.WishlistItemRemoved(W, "ann", "A", NOW), 13),
+        ],
+    )
+    assert tables["wishlists"] == {"ann": Wisher("ann", 1, 13), "bob": Wisher("bob", 1, 12)}
+    assert tables["wishlist_items"] == {
+        ("ann", "B"): Wished("ann", "B", 11, 11),
+        ("bob", "A"): Wished("bob", "A", 12, 12),
+    }
+    assert tables["product_wishes"] == {"A": Wishes("A", 1, 13), "B": Wishes("B", 1, 11)}
