@@ -19,8 +19,8 @@ from domain.order import (
 )
 from domain.product import InventoryUpdated, LowStockReached, ProductRegistered, StockChange
 from domain.review import ReviewPosted
-from domain.wishlist import WishlistItemAdded, WishlistItemRemoved
 from domain.upcasters import upcast_order_placed_v1_v2
+from domain.wishlist import WishlistItemAdded, WishlistItemRemoved
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 EVENTS: list[DomainEvent] = [
