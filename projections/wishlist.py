@@ -20,18 +20,16 @@ from projections.slice import ReadModel, read_position
 NAME = "wishlist"
 
 
-class Wisher(NamedTuple):
+class Wisher(NamedTuple):  # its position: how a removal (a deleted item) reaches live views
     customer_id: str
     items: int
     position: int
-    """Its last change: what a removal (a deleted item) signals live views by."""
 
 
 class Wished(NamedTuple):
     customer_id: str
     sku: str
-    added: int
-    """The position it was added at: the list's order."""
+    added: int  # the position it was added at: the list's order
     position: int
 
 
@@ -53,11 +51,8 @@ class WishlistProjection(TableProjection):
     events: ClassVar[tuple[type, ...]] = (WishlistItemAdded, WishlistItemRemoved)
 
     def reads(self, event: Any, rows: Rows) -> Iterable[tuple[Table[Any], Hashable]]:
-        return [
-            (WISHERS, event.customer_id),
-            (WISHED, (event.customer_id, event.sku)),
-            (WISHES, event.sku),
-        ]
+        customer, sku = event.customer_id, event.sku
+        return [(WISHERS, customer), (WISHED, (customer, sku)), (WISHES, sku)]
 
     def evolve(self, rows: Rows, event: Any, position: int) -> Sequence[Change]:
         customer, sku = event.customer_id, event.sku
@@ -79,12 +74,9 @@ class WishlistProjection(TableProjection):
 @dataclass(frozen=True, slots=True)
 class WishlistView:
     customer_id: str
-    items: tuple[ProductView, ...]
-    """The wished products' current views, in the order added."""
-    position: int
-    """The wishlist read model's position when this view was read."""
-    changed: int
-    """Grows with every change to it or to a wished product (projections/joined.py)."""
+    items: tuple[ProductView, ...]  # the wished products' current views, in the order added
+    position: int  # the wishlist read model's position when this view was read
+    changed: int  # grows with every change to it or to a wished product (projections/joined.py)
 
     @classmethod
     def of(
@@ -94,12 +86,6 @@ class WishlistView:
         return cls(
             key, tuple(ProductView.of(r, r["read_position"]) for r in ordered), position, changed
         )
-
-
-@dataclass(frozen=True, slots=True)
-class WishesView:
-    sku: str
-    wishes: int
 
 
 BY_CUSTOMER = JoinedTopic(
@@ -120,18 +106,15 @@ BY_CUSTOMER = JoinedTopic(
 
 
 async def wishlist_of(pool: asyncpg.Pool, customer_id: str) -> WishlistView:
-    """A customer's wishlist now (empty when they have none), in one statement."""
-    views: dict[str, WishlistView] = await BY_CUSTOMER.read(pool, [customer_id])
+    views: dict[str, WishlistView] = await BY_CUSTOMER.read(pool, [customer_id])  # empty: none
     return views[customer_id]
 
 
-async def most_wished(pool: asyncpg.Pool, limit: int) -> list[WishesView]:
-    rows = await pool.fetch(
-        "SELECT sku, wishes FROM readmodel.product_wishes WHERE wishes > 0"
-        " ORDER BY wishes DESC, sku LIMIT $1",
-        limit,
-    )
-    return [WishesView(r["sku"], r["wishes"]) for r in rows]
+async def most_wished(pool: asyncpg.Pool, limit: int) -> list[Wishes]:
+    query = "SELECT sku, wishes, position FROM readmodel.product_wishes WHERE wishes > 0"
+    return [
+        Wishes(*r) for r in await pool.fetch(f"{query} ORDER BY wishes DESC, sku LIMIT $1", limit)
+    ]
 
 
 READ_MODEL = ReadModel(WishlistProjection(), (BY_CUSTOMER,))
