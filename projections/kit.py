@@ -102,6 +102,9 @@ class Table(Generic[R]):
     added: tuple[str, ...] = ()
     """Columns added after the table shipped, added to the live generation at start: their
     definition must suit every row already there (nullable, or with a DEFAULT)."""
+    insert_only: bool = False
+    """Each row is written once, by the event that makes it, and never replaced (it may be
+    deleted): a plain INSERT, cheaper than an upsert, and a second write of a key fails."""
     shape: Shape = field(init=False)
     key_of: Any = field(init=False)
     """`key_of(row)`: the row's key."""
@@ -155,9 +158,12 @@ class NotLoaded(Exception):
     """`rows.get` of a row neither loaded nor written in this batch (the kit loads it)."""
 
     def __init__(self, table: Table[Any], key: Hashable) -> None:
-        super().__init__(f"{table.name}[{key!r}] is not loaded")
+        super().__init__(table, key)  # raised for every lookup of a batch: no message made
         self.table = table
         self.key = key
+
+    def __str__(self) -> str:
+        return f"{self.table.name}[{self.key!r}] is not loaded"
 
 
 _UNKNOWN: Any = object()
@@ -268,16 +274,19 @@ SELECT coalesce((SELECT position FROM eventgraph.projections WHERE name = '{self
 
         pending, reads, known = batch, self.reads, rows._tables
         while pending:
-            wanted: dict[Table[Any], set[Hashable]] = {t: set() for t in self.tables}
+            named: set[tuple[Table[Any], Hashable]] = set()  # most events name the same rows
             again = []
             for event, position in pending:
                 try:
-                    for table, key in reads(event, rows):
-                        wanted[table].add(key)
+                    named.update(reads(event, rows))
                 except NotLoaded as unknown:
-                    wanted[unknown.table].add(unknown.key)
+                    named.add((unknown.table, unknown.key))
                     again.append((event, position))
-            await load({t: keys - known[t].keys() for t, keys in wanted.items()})
+            wanted: dict[Table[Any], set[Hashable]] = {t: set() for t in self.tables}
+            for table, key in named:
+                if key not in known[table]:
+                    wanted[table].add(key)
+            await load(wanted)
             pending = again
 
         start, miss = self._fold(rows, batch, 0)
@@ -293,7 +302,7 @@ SELECT coalesce((SELECT position FROM eventgraph.projections WHERE name = '{self
         """Fold `batch[start:]` into `rows`; stops at an event whose `evolve` asked for a row
         not loaded, and says which (its index, and the row asked for)."""
         evolve, tables = self.evolve, rows._tables
-        into = {row: (tables[t], t.key_of) for row, t in self._by_row.items()}
+        into = {row: (tables[t], t.key_of) for row, t in self._by_row.items()}.get
         for i in range(start, len(batch)):
             event, position = batch[i]
             try:
@@ -303,9 +312,10 @@ SELECT coalesce((SELECT position FROM eventgraph.projections WHERE name = '{self
             except NotLoaded as miss:
                 return i, miss
             for change in changes:
-                found = into.get(type(change))
+                found = into(type(change))
                 if found is not None:
-                    found[0][found[1](change)] = change
+                    table, key_of = found
+                    table[key_of(change)] = change
                 else:  # a Delete
                     delete = cast(Delete, change)
                     tables[delete.table][delete.key] = None
@@ -339,7 +349,7 @@ SELECT coalesce((SELECT position FROM eventgraph.projections WHERE name = '{self
                         f" the event that changed it: {stale[0]!r}"
                     )
             await table.shape.delete(conn, schema, removed)
-            await table.shape.upsert(conn, schema, changed)
+            await table.shape.upsert(conn, schema, changed, table.insert_only)
 
 
 def fold(

@@ -62,7 +62,7 @@ TOTALS = Table(
     added=("orders_expired",),
 )
 PRODUCTS = Table("sales_products", ProductSales, key="sku", indexes=("units_sold DESC, sku",))
-ORDERS = Table("sales_orders", OrderLines, key="order_id", view=False)
+ORDERS = Table("sales_orders", OrderLines, key="order_id", view=False, insert_only=True)
 """A lookup of the lines of every order placed, to un-count a cancelled or expired one."""
 
 

@@ -51,6 +51,11 @@ def to_json(value: Any) -> str:
     return orjson.dumps(value, default=_default).decode()
 
 
+def to_json_all(values: Sequence[Any]) -> list[str]:
+    dumps = orjson.dumps
+    return [dumps(value, default=_default).decode() for value in values]
+
+
 def literal(value: Any) -> str:
     """A constant as SQL, for the rows a table starts with (DDL takes no parameters)."""
     if value is None:
@@ -126,10 +131,9 @@ class Shape:
             )
             updates = ", ".join(f"{n} = excluded.{n}" for n in self.names if n not in self.key)
             action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-            sql = (
-                f"INSERT INTO {table} ({', '.join(self.names)}) SELECT * FROM unnest({arrays})"
-                f" ON CONFLICT ({', '.join(self.key)}) {action}"
-            )
+            sql = f"INSERT INTO {table} ({', '.join(self.names)}) SELECT * FROM unnest({arrays})"
+            if kind == "upsert":
+                sql += f" ON CONFLICT ({', '.join(self.key)}) {action}"
         self._sql[f"{kind} {schema}"] = sql
         return sql
 
@@ -145,17 +149,21 @@ class Shape:
         return rows
 
     async def upsert(
-        self, conn: asyncpg.Connection, schema: str, rows: Sequence[Sequence[Any]]
+        self,
+        conn: asyncpg.Connection,
+        schema: str,
+        rows: Sequence[Sequence[Any]],
+        insert_only: bool = False,
     ) -> None:
         """Insert or replace `rows` (each a sequence of values in column order), in one
-        statement."""
+        statement; `insert_only`: insert them (a key already there fails)."""
         if not rows:
             return
         columns: list[Any] = list(zip(*rows, strict=True))
         for i, t in enumerate(self.types):
             if t == "jsonb":
-                columns[i] = [to_json(v) for v in columns[i]]
-        await conn.execute(self._statement("upsert", schema), *columns)
+                columns[i] = to_json_all(columns[i])
+        await conn.execute(self._statement("insert" if insert_only else "upsert", schema), *columns)
 
     async def delete(
         self, conn: asyncpg.Connection, schema: str, keys: Collection[Hashable]
