@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import strawberry
 
+from application.decision import CommandResult
 from application.wishlist import AddToWishlist, RemoveFromWishlist
 from projections import wishlist
 from schema.context import Info
@@ -17,6 +19,7 @@ from schema.paging import MAX_PAGE, given, page_size
 from schema.products import Product
 from schema.scalars import Position
 from schema.sharing import shared
+from schema.types import DomainEvent
 
 
 @strawberry.type
@@ -55,12 +58,18 @@ class ProductWishes:
 @strawberry.type
 class WishlistPayload:
     position: Position
+    events: list[DomainEvent]
     customer_id: strawberry.Private[str]
 
     @strawberry.field(description="The wishlist as of position (read your own write).")
     async def wishlist(self, info: Info) -> Wishlist:
         await info.context.at_least(wishlist.NAME, self.position)
         return Wishlist.from_view(await wishlist.wishlist_of(info.context.pool, self.customer_id))
+
+    @classmethod
+    def of(cls, result: CommandResult[Any], customer_id: str) -> WishlistPayload:
+        events = [DomainEvent.from_recorded(e) for e in result.events]
+        return cls(position=result.position, events=events, customer_id=customer_id)
 
 
 @strawberry.type
@@ -96,14 +105,13 @@ class WishlistMutation:
     )
     async def add_to_wishlist(self, info: Info, sku: str) -> WishlistPayload:
         actor = info.context.actor
-        result = await info.context.handle(AddToWishlist(actor, sku))
-        return WishlistPayload(position=result.position, customer_id=actor.id)
+        return WishlistPayload.of(await info.context.handle(AddToWishlist(actor, sku)), actor.id)
 
     @strawberry.mutation(description="A customer only. NOT_FOUND when the sku is not on the list.")
     async def remove_from_wishlist(self, info: Info, sku: str) -> WishlistPayload:
         actor = info.context.actor
         result = await info.context.handle(RemoveFromWishlist(actor, sku))
-        return WishlistPayload(position=result.position, customer_id=actor.id)
+        return WishlistPayload.of(result, actor.id)
 
 
 @strawberry.type

@@ -27,13 +27,14 @@ CI runs a bounded number of examples with a fixed seed. For a long local run:
 from __future__ import annotations
 
 from tests.model import machine
-from tests.model.features import deadlines, orders, products, reviews
+from tests.model.features import deadlines, orders, products, reviews, wishlist
 
 
 class ShopMachine(
     # A new feature: its module in features/, and its class here, above those it builds on.
     deadlines.Deadlines,
     reviews.Reviews,
+    wishlist.Wishlists,
     orders.Orders,
     products.Products,
 ):
