@@ -2,8 +2,9 @@
 // core (web/clients/eventgraph.js): queries and mutations over HTTP with the session's
 // position (reads include this tab's own writes), live views over graphql-ws. Staff get an
 // operator's console (sales, stock with register and restock, every order with ship and
-// cancel); a customer gets a shop and their orders. No framework: each panel renders from
-// plain state, as text only (nothing from the server is ever parsed as HTML).
+// cancel, the most wished products); a customer gets a shop with a wishlist
+// (web/src/wishlist.js) and their orders. No framework: each panel renders from plain state,
+// as text only (nothing from the server is ever parsed as HTML).
 //
 // Consistency across reconnects: the product and sales views are live views, so the server
 // sends each one's current view first on every (re)subscription; the order feeds start
@@ -18,6 +19,7 @@ import {
   subscribe,
   tokenSource,
 } from "../clients/eventgraph.js";
+import { createWishlist } from "./wishlist.js";
 
 const TOKEN_KEY = "eventgraph.token";
 const HTTP_URL = new URL("/graphql", window.location.href).href;
@@ -436,6 +438,7 @@ function onStatus(state, detail) {
     if (connectedBefore) {
       measureClock(); // maybe another server, with another clock
       loadProducts().catch(failed); // products registered while away
+      wishlist.reconnected(role);
     }
     connectedBefore = true;
   } else setConnection(connectedBefore || state === "reconnecting" ? "reconnecting" : "connecting");
@@ -554,6 +557,11 @@ async function loadProducts() {
   schedule();
 }
 let productsLoaded = false;
+
+const wishlist = createWishlist({
+  el, money, gql, live, failed, notify, act, showError, schedule, keepProduct, products, productLabel, PRODUCT,
+  disabled: (extra) => actionDisabled(extra),
+});
 
 // ---- orders (staff: every order; customer: their own)
 
@@ -774,6 +782,7 @@ function renderAll() {
   if (!role) return;
   if (role === "staff") renderStock();
   else renderShop();
+  wishlist.render(role);
   renderOrders();
   renderChart();
   $("register-fields").disabled = signedOut;
@@ -863,15 +872,20 @@ function renderShop() {
         ),
         p.available > 0 && p.lowOnStock ? el("p", {}, lowStock(p)) : null, // sold out says more
         el(
-          "button",
-          {
-            type: "button",
-            class: "action buy",
-            disabled: actionDisabled(p.available < 1) ? "" : null,
-            onclick: () => buy(p.sku),
-            "aria-label": `Buy one ${p.name}`,
-          },
-          "Buy",
+          "div",
+          { class: "buttons" },
+          el(
+            "button",
+            {
+              type: "button",
+              class: "action buy",
+              disabled: actionDisabled(p.available < 1) ? "" : null,
+              onclick: () => buy(p.sku),
+              "aria-label": `Buy one ${p.name}`,
+            },
+            "Buy",
+          ),
+          wishlist.button(p),
         ),
       ),
     ),
@@ -1061,6 +1075,8 @@ async function start() {
   } catch (error) {
     failed(error);
   }
+  if (role === "staff") wishlist.startStaff(session.position);
+  else wishlist.startCustomer();
   if (role === "staff") {
     live(
       `subscription { salesDashboard { id ordersPlaced ordersPaid ordersShipped ordersCancelled ordersExpired revenue position topProducts(limit: 5) { sku unitsSold revenue } } }`,
