@@ -32,6 +32,7 @@ async def add_to_wishlist(
     handler: CommandHandler, command: AddToWishlist
 ) -> CommandResult[wishlist.Wishlist]:
     actor, sku = command.actor, command.sku
+    wishlist.require_customer(actor)  # staff: FORBIDDEN, whatever the sku
     values.sku(sku)
     stream = wishlist.stream_id(wishlist.wishlist_id(actor.id))
     product_stream = product.stream_id(sku)
@@ -52,6 +53,7 @@ async def remove_from_wishlist(
     handler: CommandHandler, command: RemoveFromWishlist
 ) -> CommandResult[wishlist.Wishlist]:
     actor, sku = command.actor, command.sku
+    wishlist.require_customer(actor)  # staff: FORBIDDEN, whatever the sku
     values.sku(sku)
     stream = wishlist.stream_id(wishlist.wishlist_id(actor.id))
 

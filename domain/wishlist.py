@@ -87,7 +87,7 @@ def evolve(state: WishlistState, event: WishlistEvent) -> WishlistState:
             assert_never(event)
 
 
-def _customer(actor: Actor) -> None:
+def require_customer(actor: Actor) -> None:
     if actor.role != "customer":
         raise Forbidden("a wishlist belongs to a customer")
 
@@ -97,7 +97,7 @@ def decide(
 ) -> list[WishlistEvent]:
     """For an add, the caller has established that the product exists (the event refers to
     it)."""
-    _customer(command.actor)
+    require_customer(command.actor)
     sku = values.sku(command.sku)
     items = state.items if state else ()
     wishlist, customer = wishlist_id(command.actor.id), command.actor.id

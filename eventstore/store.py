@@ -90,9 +90,14 @@ SELECT {_COLUMNS}, cut.at AS cut_at FROM batch, cut ORDER BY position
 _STORE_KEYS = """
 WITH stored AS (
     INSERT INTO eventgraph.idempotency_keys (key, positions, streams, versions, fingerprint)
-    SELECT k, array(SELECT jsonb_array_elements_text(p::jsonb)::bigint),
-           array(SELECT jsonb_array_elements_text(s::jsonb)),
-           array(SELECT jsonb_array_elements_text(v::jsonb)::integer), f
+    SELECT k,
+           array(SELECT x::bigint FROM jsonb_array_elements_text(p::jsonb)
+                  WITH ORDINALITY AS e(x, i) ORDER BY i),
+           array(SELECT x FROM jsonb_array_elements_text(s::jsonb)
+                  WITH ORDINALITY AS e(x, i) ORDER BY i),
+           array(SELECT x::integer FROM jsonb_array_elements_text(v::jsonb)
+                  WITH ORDINALITY AS e(x, i) ORDER BY i),
+           f
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(k, p, s, v, f)
     ON CONFLICT (key) DO NOTHING RETURNING 1
 )

@@ -49,12 +49,17 @@ class Slot(Mailbox[Any]):
 
     FORGET_AFTER = 1_024
 
-    def __init__(self, low_water: Callable[[], int] = lambda: 0, floor: int = 0) -> None:
+    def __init__(
+        self, low_water: Callable[[], int] = lambda: 0, floor: int = 0, timed: bool = True
+    ) -> None:
         # A view changed at position 0 reflects no event: it is not sent (the dashboard of an
         # empty log waits for its first order). A joined view's first is sent even so (-1).
         super().__init__(rank=lambda view: int(view.changed), floor=floor, capacity=MAX_WAITING)
         self._low_water = low_water
         self._forget_at = self.FORGET_AFTER
+        self._timed = timed
+        """A view's `changed` is the position of an event (not a joined view's sum of read
+        models' positions), whose delivery the live-latency metric times."""
 
     async def next(self) -> Any:
         try:
@@ -64,7 +69,8 @@ class Slot(Mailbox[Any]):
                 f"more than {MAX_WAITING} views were waiting to be sent: subscribe again"
             ) from None
         assert view is not None  # a slot is never closed
-        metrics.EVENT_TIMES.delivered(int(view.changed))
+        if self._timed:
+            metrics.EVENT_TIMES.delivered(int(view.changed))
         if len(self._taken) > self._forget_at:  # a feed: keys it will not see again
             self.forget_through(self._low_water())
             self._forget_at = max(self.FORGET_AFTER, 2 * len(self._taken))
@@ -211,7 +217,7 @@ class LiveViews:
 
     async def _watch_joined(self, spec: JoinedTopic, key: str) -> AsyncGenerator[Any, None]:
         joined = self._joined[spec]
-        slot = Slot(floor=-1)  # its first view, empty or not, even of an empty log
+        slot = Slot(floor=-1, timed=False)  # its first view, empty or not, even of an empty log
         with joined.subscribed(key, slot):
             joined.request_refresh()
             while True:

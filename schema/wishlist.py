@@ -12,7 +12,7 @@ import strawberry
 
 from application.decision import CommandResult
 from application.wishlist import AddToWishlist, RemoveFromWishlist
-from projections import wishlist
+from projections import products, wishlist
 from schema.context import Info
 from schema.feature import Feature
 from schema.paging import MAX_PAGE, given, page_size
@@ -63,7 +63,9 @@ class WishlistPayload:
 
     @strawberry.field(description="The wishlist as of position (read your own write).")
     async def wishlist(self, info: Info) -> Wishlist:
+        # Its items are the products read model's rows: both must have reached the command.
         await info.context.at_least(wishlist.NAME, self.position)
+        await info.context.at_least(products.NAME, self.position)
         return Wishlist.from_view(await wishlist.wishlist_of(info.context.pool, self.customer_id))
 
     @classmethod
@@ -80,6 +82,7 @@ class WishlistQuery:
     ) -> Wishlist:
         actor = info.context.actor
         await info.context.at_least(wishlist.NAME, given(at_least))
+        await info.context.at_least(products.NAME, given(at_least))
         return Wishlist.from_view(await wishlist.wishlist_of(info.context.pool, actor.id))
 
     @strawberry.field(description="Staff only. Most wished products first.")

@@ -54,6 +54,8 @@ async def test_what_is_refused(users: Users) -> None:
     assert await ann.error(ADD, {"sku": "bad sku\x00"}) == "BAD_USER_INPUT"
     assert await ann.error(REMOVE, {"sku": new_sku()}) == "NOT_FOUND"
     assert await users.staff.error(ADD, {"sku": sku}) == "FORBIDDEN"
+    assert await users.staff.error(ADD, {"sku": "bad sku\x00"}) == "FORBIDDEN"  # role first
+    assert await users.staff.error(REMOVE, {"sku": sku}) == "FORBIDDEN"
     assert await users.anonymous.error(ADD, {"sku": sku}) == "UNAUTHENTICATED"
     assert await users.anonymous.error(MINE) == "UNAUTHENTICATED"
     assert await ann.error(MOST, {"n": 5}) == "FORBIDDEN"

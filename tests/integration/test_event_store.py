@@ -466,6 +466,45 @@ async def test_appends_made_together_fail_together(store: EventStore) -> None:
     assert await count_events(store.pool) == 2
 
 
+async def test_keys_of_appends_made_together_are_stored_as_a_lone_append_stores_them(
+    store: EventStore,
+) -> None:
+    """Two statements for the whole group (every event, then every key): each key then
+    replays through `append` exactly as if its append had been made alone."""
+    await store.append({"hot-3": (NO_STREAM, [ev(n=0)])})
+    results = await store.append_together(
+        [
+            ({"order-f": (NO_STREAM, [ev(n=1)]), "hot-3": (1, [ev(n=2)])}, "k-f", "fp-f"),
+            ({"order-g": (NO_STREAM, [ev(n=3), ev(n=4)])}, None, None),
+            ({"hot-3": (2, [ev(n=5)]), "order-h": (NO_STREAM, [ev(n=6)])}, "k-h", None),
+        ]
+    )
+    lone = await store.append({"order-i": (NO_STREAM, [ev()])}, idempotency_key="k-i")
+    rows = {
+        r["key"]: (tuple(r["positions"]), list(r["streams"]), list(r["versions"]), r["fingerprint"])
+        for r in await store.pool.fetch("SELECT * FROM eventgraph.idempotency_keys")
+    }
+    assert rows["k-f"] == (results[0].positions, ["order-f", "hot-3"], [1, 2], "fp-f")
+    assert rows["k-h"] == (results[2].positions, ["hot-3", "order-h"], [3, 1], None)
+    assert rows["k-i"] == (lone.positions, ["order-i"], [1], None)
+    again = await store.append({"order-f": (NO_STREAM, [ev()])}, idempotency_key="k-f")
+    assert again.replayed and again.positions == results[0].positions
+    assert again.stream_versions == {"order-f": 1, "hot-3": 2} and again.fingerprint == "fp-f"
+    before = await count_events(store.pool)
+    with pytest.raises(GroupReplayed):  # a key stored by a group fails a later group whole
+        await store.append_together([({"order-j": (NO_STREAM, [ev()])}, "k-h", None)])
+    with pytest.raises(InvalidEventError):  # one key twice in one group
+        await store.append_together(
+            [
+                ({"order-k": (NO_STREAM, [ev()])}, "k-k", None),
+                ({"order-l": (NO_STREAM, [ev()])}, "k-k", None),
+            ]
+        )
+    with pytest.raises(InvalidEventError):  # a key that could not be a client's
+        await store.append_together([({"order-m": (NO_STREAM, [ev()])}, "bad key", None)])
+    assert await count_events(store.pool) == before
+
+
 async def test_a_burst_of_appends_does_not_stall_a_reader_whose_plan_was_cached_early(
     server_url: str,
 ) -> None:
