@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 
 from bench.common import fresh_database, machine, server
@@ -91,10 +92,11 @@ def shop_history(count: int, seed: int = 1) -> list[tuple[str, DomainEvent]]:
     return history
 
 
-async def load(url: str, count: int) -> int:
+async def append_history(url: str, history: Sequence[tuple[str, DomainEvent]]) -> None:
+    """Append (stream, event) pairs in order, 900 events to an append, with no version
+    checks: a log for a catch-up to read, written as fast as the store takes it."""
     pool = await create_pool(url, max_size=4)
     store = EventStore(pool)
-    history = shop_history(count)
     batch: dict[str, tuple[int, list[NewEvent]]] = {}
     size = 0
     for stream, event in history:
@@ -107,6 +109,11 @@ async def load(url: str, count: int) -> int:
     if batch:
         await store.append(batch)
     await pool.close()
+
+
+async def load(url: str, count: int) -> int:
+    history = shop_history(count)
+    await append_history(url, history)
     return len(history)
 
 

@@ -27,13 +27,14 @@ from typing import Any, ClassVar
 import asyncpg
 import orjson
 
+from bench.catchup import append_history
 from bench.common import fresh_database, machine, server
 from domain import order
 from domain.aggregate import DomainEvent
-from domain.codec import decode, encode
+from domain.codec import decode
 from domain.order import OrderLine
-from eventgraph.runtime import create_pool, open_runtime, shop_upcasters
-from eventstore.events import ANY, NewEvent, RecordedEvent
+from eventgraph.runtime import open_runtime, shop_upcasters
+from eventstore.events import RecordedEvent
 from eventstore.store import EventStore
 from projections.base import Projection
 from projections.rebuild import rebuild
@@ -218,23 +219,6 @@ def order_history(count: int, skus: int, seed: int = 1) -> list[tuple[str, Domai
     return history
 
 
-async def load(url: str, history: list[tuple[str, DomainEvent]]) -> None:
-    pool = await create_pool(url, max_size=2)
-    store = EventStore(pool)
-    batch: dict[str, tuple[int, list[NewEvent]]] = {}
-    size = 0
-    for stream, event in history:
-        event_type, version, data = encode(event)
-        batch.setdefault(stream, (ANY, []))[1].append(NewEvent(event_type, data, version))
-        size += 1
-        if size >= 900:
-            await store.append(batch)
-            batch, size = {}, 0
-    if batch:
-        await store.append(batch)
-    await pool.close()
-
-
 async def figures(pool: asyncpg.Pool) -> list[list[dict[str, Any]]]:
     return [
         [dict(r) for r in await pool.fetch("SELECT * FROM readmodel.sales_totals")],
@@ -248,7 +232,7 @@ async def main(events: int, skus: int, rounds: int, batch: int) -> None:
     with server() as server_url:
         async with fresh_database(server_url) as url:
             started = time.perf_counter()
-            await load(url, history)
+            await append_history(url, history)
             loaded = time.perf_counter() - started
             del history  # a projector does not hold the log in memory (nor collect it)
             async with open_runtime(url, run_projectors=False) as runtime:

@@ -7,7 +7,7 @@
 //
 //   node live.mjs url=http://127.0.0.1:8000 staff=<jwt> customer=<jwt> subscribers=1000 \
 //        views=100 rate=100 seconds=20 prefix=LIVE
-import WebSocket from "ws";
+import { client, registerProducts, subscribeProducts } from "./products.mjs";
 import { performance } from "node:perf_hooks";
 
 const arg = Object.fromEntries(process.argv.slice(2).map((a) => a.split(/=(.*)/s).slice(0, 2)));
@@ -17,94 +17,20 @@ const views = Number(arg.views ?? 100);
 const rate = Number(arg.rate ?? 100);
 const seconds = Number(arg.seconds ?? 20);
 const prefix = arg.prefix ?? "LIVE";
-const wsUrl = base.replace(/^http/, "ws") + "/graphql";
 const skus = Array.from({ length: views }, (_, i) => `${prefix}-${i}`);
 const say = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 
-async function gql(token, query, variables) {
-  const response = await fetch(`${base}/graphql`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = await response.json();
-  if (body.errors) throw new Error(JSON.stringify(body.errors));
-  return body.data;
-}
+const gql = client(base);
 
 function quantile(sorted, q) {
   if (!sorted.length) return null;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-// ---- products
-for (let i = 0; i < skus.length; i += 50) {
-  await Promise.all(
-    skus.slice(i, i + 50).map((sku) =>
-      gql(arg.staff, `mutation($sku: String!) { registerProduct(sku: $sku, name: "Bench", unitPrice: "1.00", initialStock: 100000000) { position } }`, { sku }),
-    ),
-  );
-}
-
-// ---- subscribers: per subscriber, the (time, position) of every view received
-const SUBSCRIBE = JSON.stringify({
-  id: "1",
-  type: "subscribe",
-  payload: { query: "subscription($sku: String!) { product(sku: $sku) { position } }", variables: {} },
-});
-const receipts = Array.from({ length: subscribers }, () => ({ times: [], positions: [] }));
-const sockets = [];
-let failed = 0;
-let closedEarly = 0;
-
-function open(index) {
-  return new Promise((resolve) => {
-    const sku = skus[index % views];
-    const ws = new WebSocket(wsUrl, "graphql-transport-ws", { perMessageDeflate: false });
-    let ready = false;
-    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${arg.customer}` } })));
-    ws.on("message", (data) => {
-      const message = JSON.parse(data);
-      if (message.type === "connection_ack") {
-        ws.send(SUBSCRIBE.replace('"variables":{}', `"variables":{"sku":"${sku}"}`));
-      } else if (message.type === "next") {
-        const r = receipts[index];
-        r.times.push(performance.now());
-        r.positions.push(message.payload.data.product.position);
-        if (!ready) {
-          ready = true;
-          resolve(true);
-        }
-      } else if (message.type === "ping") {
-        ws.send('{"type":"pong"}');
-      }
-    });
-    ws.on("error", () => {
-      if (!ready) {
-        failed += 1;
-        ready = true;
-        resolve(false);
-      }
-    });
-    ws.on("close", () => {
-      if (ready) closedEarly += 1;
-      else {
-        failed += 1;
-        ready = true;
-        resolve(false);
-      }
-    });
-    sockets.push(ws);
-  });
-}
-
-const connectStarted = performance.now();
-for (let i = 0; i < subscribers; i += 250) {
-  const batch = [];
-  for (let j = i; j < Math.min(subscribers, i + 250); j++) batch.push(open(j));
-  await Promise.all(batch);
-}
-const connectSeconds = (performance.now() - connectStarted) / 1000;
+// ---- products, and the subscribers: per subscriber, the (time, position) of every view
+await registerProducts(gql, arg.staff, skus);
+const subscribed = await subscribeProducts(base, arg.customer, skus, subscribers);
+const { receipts, sockets, failed, connectSeconds } = subscribed;
 say({ phase: "subscribed", subscribers, failed, connectSeconds });
 await new Promise((r) => setTimeout(r, Number(arg.settle ?? 3000))); // the orchestrator reads memory now
 
@@ -171,7 +97,7 @@ say({
   seconds,
   connectSeconds,
   failedConnections: failed,
-  closedEarly,
+  closedEarly: subscribed.closedEarly,
   ordersSent: orders.length,
   ordersAnswered: mutation.length,
   achievedRate: mutation.length / loadSeconds,

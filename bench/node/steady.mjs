@@ -13,7 +13,7 @@
 // stop and 3 s for stragglers, {"phase":"done","orders":[[sentEpochMs, mutationMs | null,
 // missed, [deliveryMs, ...]], ...], ...}: a delivery is the time from the mutation being
 // sent to one subscriber of its product holding a view at or past the order's position.
-import WebSocket from "ws";
+import { client, registerProducts, subscribeProducts } from "./products.mjs";
 import { performance } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 
@@ -24,90 +24,17 @@ const views = Number(arg.views ?? 30);
 const rate = Number(arg.rate ?? 50);
 const maxSeconds = Number(arg.maxSeconds ?? 600);
 const prefix = arg.prefix ?? "STEADY";
-const wsUrl = base.replace(/^http/, "ws") + "/graphql";
 const skus = Array.from({ length: views }, (_, i) => `${prefix}-${i}`);
 const say = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 const epoch = (t) => performance.timeOrigin + t;
 
-async function gql(token, query, variables) {
-  const response = await fetch(`${base}/graphql`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = await response.json();
-  if (body.errors) throw new Error(JSON.stringify(body.errors));
-  return body.data;
-}
+const gql = client(base);
 
-// ---- products
-for (let i = 0; i < skus.length; i += 50) {
-  await Promise.all(
-    skus.slice(i, i + 50).map((sku) =>
-      gql(arg.staff, `mutation($sku: String!) { registerProduct(sku: $sku, name: "Bench", unitPrice: "1.00", initialStock: 100000000) { position } }`, { sku }),
-    ),
-  );
-}
-
-// ---- subscribers: per subscriber, the (time, position) of every view received
-const SUBSCRIBE = JSON.stringify({
-  id: "1",
-  type: "subscribe",
-  payload: { query: "subscription($sku: String!) { product(sku: $sku) { position } }", variables: {} },
-});
-const receipts = Array.from({ length: subscribers }, () => ({ times: [], positions: [] }));
-const sockets = [];
-let failed = 0;
-let closedEarly = 0;
-
-function open(index) {
-  return new Promise((resolve) => {
-    const sku = skus[index % views];
-    const ws = new WebSocket(wsUrl, "graphql-transport-ws", { perMessageDeflate: false });
-    let ready = false;
-    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${arg.customer}` } })));
-    ws.on("message", (data) => {
-      const message = JSON.parse(data);
-      if (message.type === "connection_ack") {
-        ws.send(SUBSCRIBE.replace('"variables":{}', `"variables":{"sku":"${sku}"}`));
-      } else if (message.type === "next") {
-        const r = receipts[index];
-        r.times.push(performance.now());
-        r.positions.push(message.payload.data.product.position);
-        if (!ready) {
-          ready = true;
-          resolve(true);
-        }
-      } else if (message.type === "ping") {
-        ws.send('{"type":"pong"}');
-      }
-    });
-    ws.on("error", () => {
-      if (!ready) {
-        failed += 1;
-        ready = true;
-        resolve(false);
-      }
-    });
-    ws.on("close", () => {
-      if (ready) closedEarly += 1;
-      else {
-        failed += 1;
-        ready = true;
-        resolve(false);
-      }
-    });
-    sockets.push(ws);
-  });
-}
-
-const connectStarted = performance.now();
-for (let i = 0; i < subscribers; i += 250) {
-  const batch = [];
-  for (let j = i; j < Math.min(subscribers, i + 250); j++) batch.push(open(j));
-  await Promise.all(batch);
-}
-say({ phase: "subscribed", subscribers, failed, connectSeconds: (performance.now() - connectStarted) / 1000 });
+// ---- products, and the subscribers: per subscriber, the (time, position) of every view
+await registerProducts(gql, arg.staff, skus);
+const subscribed = await subscribeProducts(base, arg.customer, skus, subscribers);
+const { receipts, sockets, failed, connectSeconds } = subscribed;
+say({ phase: "subscribed", subscribers, failed, connectSeconds });
 
 // ---- the stream: orders at `rate` per second on random products, until "stop"
 let stopped = false;
@@ -169,6 +96,6 @@ for (const { positions } of receipts) for (let i = 1; i < positions.length; i++)
 for (const ws of sockets) ws.terminate();
 // A long line to a pipe: exit only once it is written (process.exit would cut it short).
 process.stdout.write(
-  JSON.stringify({ phase: "done", subscribers, views, rate, failedConnections: failed, closedEarly, outOfOrder, orders: rows }) + "\n",
+  JSON.stringify({ phase: "done", subscribers, views, rate, failedConnections: failed, closedEarly: subscribed.closedEarly, outOfOrder, orders: rows }) + "\n",
   () => process.exit(0),
 );
