@@ -33,14 +33,20 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from eventstore.events import InvalidEventError, NewEvent, RecordedEvent
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection, or one lent by a pool."""
 
 ENVELOPE: Final = "$personal"
 KEY_BYTES: Final = 32
@@ -202,7 +208,7 @@ class PersonalKeys:
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
 
-    async def for_write(self, conn: asyncpg.Connection, subject: str) -> DataKey:
+    async def for_write(self, conn: Conn, subject: str) -> DataKey:
         """`subject`'s key, made now if it has none, in the caller's transaction on `conn`
         (it commits with the events it seals, and a concurrent forget waits for them). A key
         that will not unwrap (a master key lost) is replaced: what it sealed was lost with it."""
@@ -229,7 +235,7 @@ class PersonalKeys:
         raise RuntimeError("could not make a personal data key")
 
     async def for_read(
-        self, conn: asyncpg.Connection | asyncpg.Pool, key_ids: Iterable[uuid.UUID]
+        self, conn: Conn | asyncpg.Pool, key_ids: Iterable[uuid.UUID]
     ) -> dict[uuid.UUID, DataKey | None]:
         """The keys of `key_ids` (None: forgotten, or unreadable), from the cache where it
         has them, the rest in one query."""
@@ -254,7 +260,7 @@ class PersonalKeys:
                 self._remember(key_id, found[key_id])
         return found
 
-    async def forget(self, conn: asyncpg.Connection, subject: str) -> bool:
+    async def forget(self, conn: Conn, subject: str) -> bool:
         """Destroy `subject`'s key (in the caller's transaction); True if there was one."""
         key_id = await conn.fetchval(
             "DELETE FROM eventgraph.personal_keys WHERE subject = $1 RETURNING key_id", subject
@@ -267,7 +273,7 @@ class PersonalKeys:
     def evict(self, key_id: uuid.UUID) -> None:
         self._cache.pop(key_id, None)
 
-    async def rotate(self, conn: asyncpg.Connection, batch: int = 500) -> int:
+    async def rotate(self, conn: Conn, batch: int = 500) -> int:
         """Rewrap every data key not yet under the current master key; returns how many.
         Each batch commits on its own (a rotation interrupted resumes where it was); keys
         no master here can unwrap are left as they are, and counted out."""
@@ -300,7 +306,7 @@ class PersonalKeys:
 
     async def seal_fields(
         self,
-        conn: asyncpg.Connection,
+        conn: Conn,
         subject: str,
         event_id: uuid.UUID,
         data: Mapping[str, Any],
@@ -318,7 +324,7 @@ class PersonalKeys:
 
     async def open_fields(
         self,
-        conn: asyncpg.Connection | asyncpg.Pool,
+        conn: Conn | asyncpg.Pool,
         events: Iterable[tuple[uuid.UUID, Mapping[str, Any]]],
     ) -> list[dict[str, Any]]:
         """Each event's data (event id, data) with its envelopes opened, or None where the
@@ -343,3 +349,84 @@ class PersonalKeys:
                     out[name] = value
             opened.append(out)
         return opened
+
+
+@dataclass(frozen=True)
+class PersonalFields:
+    """Which fields of an event type are personal, and whose: `subject` names the field that
+    holds the person's id (a customer id), `fields` the ones sealed under that person's key."""
+
+    subject: str
+    fields: tuple[str, ...]
+
+
+class PersonalData:
+    """The event store's side of personal data: seals the personal fields of events going
+    in (inside the append's transaction), opens them on the way out, or erases them where
+    a reader must never see them (deciding a command: aggregate states, and so snapshots and
+    the state cache, never hold personal data)."""
+
+    def __init__(self, keys: PersonalKeys, fields: Mapping[str, PersonalFields]) -> None:
+        self.keys = keys
+        self.fields = dict(fields)
+
+    def needs_sealing(self, events: Iterable[tuple[str, NewEvent]]) -> bool:
+        fields = self.fields
+        for _, event in events:
+            spec = fields.get(event.type)
+            if spec is not None and any(event.data.get(f) is not None for f in spec.fields):
+                return True
+        return False
+
+    async def seal(
+        self, conn: Conn, events: Sequence[tuple[str, NewEvent]]
+    ) -> list[tuple[str, NewEvent]]:
+        """`events` with their personal fields sealed (in the caller's transaction on
+        `conn`, which makes a subject's key on first use)."""
+        sealed = []
+        for stream, event in events:
+            spec = self.fields.get(event.type)
+            if spec is not None and any(event.data.get(f) is not None for f in spec.fields):
+                subject = event.data.get(spec.subject)
+                if not isinstance(subject, str) or not subject:
+                    raise InvalidEventError(
+                        f"{event.type} carries personal data but no {spec.subject}"
+                    )
+                if any(is_envelope(event.data.get(f)) for f in spec.fields):
+                    raise InvalidEventError(f"{event.type}: personal fields are sealed once")
+                data = await self.keys.seal_fields(
+                    conn, subject, event.event_id, event.data, spec.fields
+                )
+                event = replace(event, data=data)
+            sealed.append((stream, event))
+        return sealed
+
+    def _sealed(self, event: RecordedEvent) -> bool:
+        spec = self.fields.get(event.type)
+        return spec is not None and any(is_envelope(event.data.get(f)) for f in spec.fields)
+
+    async def open(
+        self, conn: Conn | asyncpg.Pool, events: list[RecordedEvent]
+    ) -> list[RecordedEvent]:
+        """`events` with their personal fields opened, None where the key is gone."""
+        at = [i for i, event in enumerate(events) if self._sealed(event)]
+        if not at:
+            return events
+        opened = await self.keys.open_fields(
+            conn, [(events[i].event_id, events[i].data) for i in at]
+        )
+        out = list(events)
+        for i, data in zip(at, opened, strict=True):
+            out[i] = replace(out[i], data=data)
+        return out
+
+    def erase(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """`events` with every sealed field None, without reading a key."""
+        out = events
+        for i, event in enumerate(events):
+            if self._sealed(event):
+                if out is events:
+                    out = list(events)
+                data = {k: None if is_envelope(v) else v for k, v in event.data.items()}
+                out[i] = replace(event, data=data)
+        return out

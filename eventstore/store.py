@@ -26,6 +26,7 @@ from eventstore.events import (
 )
 from eventstore.frontier import LogFrontier
 from eventstore.notify import CoalescingNotifier
+from eventstore.personal import PersonalData
 from eventstore.upcasting import UpcasterRegistry
 
 MAX_EVENTS_PER_APPEND: Final = 1_000
@@ -222,9 +223,13 @@ class EventStore:
         pool: asyncpg.Pool,
         upcasters: UpcasterRegistry | None = None,
         notifier: CoalescingNotifier | None = None,
+        personal: PersonalData | None = None,
     ) -> None:
         self.pool = pool
         self.upcasters = upcasters or UpcasterRegistry()
+        self.personal = personal
+        """Seals personal fields going in and opens them coming out (eventstore/personal.py);
+        None: no event carries any."""
         self.frontier = LogFrontier(pool)
         self._notifier = notifier
         self._reads: dict[tuple[object, ...], asyncio.Future[list[RecordedEvent]]] = {}
@@ -252,9 +257,21 @@ class EventStore:
         for stream, (_, batch) in streams.items():
             if not batch:
                 raise InvalidEventError(f"no events for stream {stream!r}")
-        args = _arguments(expected, events, idempotency_key, fingerprint)
         try:
-            row = await (connection or self.pool).fetchrow(_APPEND, *args)
+            if self.personal is not None and self.personal.needs_sealing(events):
+                # The subject's key is made (or share-locked) in the append's transaction.
+                if connection is not None:
+                    events = await self.personal.seal(connection, events)
+                    args = _arguments(expected, events, idempotency_key, fingerprint)
+                    row = await connection.fetchrow(_APPEND, *args)
+                else:
+                    async with self.pool.acquire() as proxy, proxy.transaction():
+                        events = await self.personal.seal(proxy, events)
+                        args = _arguments(expected, events, idempotency_key, fingerprint)
+                        row = await proxy.fetchrow(_APPEND, *args)
+            else:
+                args = _arguments(expected, events, idempotency_key, fingerprint)
+                row = await (connection or self.pool).fetchrow(_APPEND, *args)
         except asyncpg.PostgresError as exc:
             raise self._translate(exc) from exc
         assert row is not None
@@ -302,10 +319,15 @@ class EventStore:
                 keys.append(n)
         if len({appends[n][1] for n in keys}) < len(keys):
             raise InvalidEventError("one idempotency key twice in appends made together")
-        args = _arguments(expected, events, None, None)
+        sealing = self.personal is not None and self.personal.needs_sealing(events)
+        args = None if sealing else _arguments(expected, events, None, None)
         try:
-            if keys:
+            if keys or sealing:
                 async with self.pool.acquire() as proxy, proxy.transaction():
+                    if args is None:
+                        assert self.personal is not None
+                        events = await self.personal.seal(proxy, events)
+                        args = _arguments(expected, events, None, None)
                     row = await proxy.fetchrow(_APPEND, *args)
                     assert row is not None
                     results = _together(appends, owners, row["positions"])
@@ -321,6 +343,7 @@ class EventStore:
                     if stored != len(keys):
                         raise GroupReplayed("an idempotency key in the group was used before")
             else:
+                assert args is not None
                 row = await self.pool.fetchrow(_APPEND, *args)
                 assert row is not None
                 results = _together(appends, owners, row["positions"])
@@ -394,7 +417,7 @@ class EventStore:
             return []
         if whole_appends:
             rows = await self._read_whole_appends(after, safe, limit)
-            return [self.upcasters.upcast(_record(r)) for r in rows]
+            return await self._opened([self.upcasters.upcast(_record(r)) for r in rows])
         clauses = ["position > $1", "position <= $2"]
         args: list[object] = [after, safe]
         if stream_id is not None:
@@ -409,7 +432,13 @@ class EventStore:
             f" ORDER BY position LIMIT ${len(args)}",
             *args,
         )
-        return [self.upcasters.upcast(_record(r)) for r in rows]
+        return await self._opened([self.upcasters.upcast(_record(r)) for r in rows])
+
+    async def _opened(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """`events` with personal fields opened (None where the person was forgotten)."""
+        if self.personal is None or not events:
+            return events
+        return await self.personal.open(self.pool, events)
 
     async def _read_whole_appends(self, after: int, safe: int, limit: int) -> list[asyncpg.Record]:
         """Up to `limit` events after `after`, less the trailing ones whose append goes on
@@ -443,7 +472,9 @@ class EventStore:
             " ORDER BY stream_version",
             stream_id,
         )
-        return [self.upcasters.upcast(_record(r)) for r in rows]
+        events = [self.upcasters.upcast(_record(r)) for r in rows]
+        # For deciding: an aggregate's state (and so a snapshot) never holds personal data.
+        return self.personal.erase(events) if self.personal is not None else events
 
     async def read_streams(
         self, stream_ids: Sequence[str], snapshot_type: str | None = None
@@ -469,6 +500,9 @@ class EventStore:
                 found[stream_id] = (snapshot, events)
             if row["position"] is not None:
                 events.append(self.upcasters.upcast(_record(row)))
+        if self.personal is not None:  # see read_stream
+            erase = self.personal.erase
+            found = {s: (snapshot, erase(events)) for s, (snapshot, events) in found.items()}
         return found
 
     async def save_snapshot(

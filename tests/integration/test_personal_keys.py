@@ -12,16 +12,20 @@ from typing import Any
 import asyncpg
 import pytest
 
+from eventstore.events import ANY, InvalidEventError, NewEvent
 from eventstore.migrate import migrate
 from eventstore.personal import (
     MasterKey,
     MasterKeyError,
+    PersonalData,
+    PersonalFields,
     PersonalKeys,
     is_envelope,
     new_master_key_text,
     open_envelope,
     seal,
 )
+from eventstore.store import EventStore
 
 ADDRESS = {"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London"}
 
@@ -222,3 +226,68 @@ def test_an_envelope_names_its_key_not_its_plaintext() -> None:
     assert open_envelope(key, event_id, envelope) == "ada@example.com"
     assert open_envelope(None, event_id, envelope) is None
     assert open_envelope(DataKey(key.id, b"x" * 32), event_id, envelope) is None
+
+
+SPEC = {"OrderPlaced": PersonalFields("customerId", ("shippingAddress", "email"))}
+
+
+def placed(customer: str, email: str | None = "ada@example.com") -> NewEvent:
+    return NewEvent(
+        "OrderPlaced",
+        {"orderId": "o", "customerId": customer, "shippingAddress": ADDRESS, "email": email},
+    )
+
+
+async def every_table_as_text(conn: asyncpg.Connection) -> str:
+    """Every row of every table of every schema but the catalogue's, as text."""
+    tables = await conn.fetch(
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) AS t FROM pg_tables"
+        " WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+    )
+    dumps = [
+        await conn.fetchval(f"SELECT coalesce(string_agg(x::text, ' '), '') FROM {r['t']} x")
+        for r in tables
+    ]
+    return " ".join(dumps)
+
+
+async def test_the_store_seals_on_append_opens_on_read_and_erases_for_deciding(
+    pool: asyncpg.Pool, conn: asyncpg.Connection
+) -> None:
+    store = EventStore(pool, personal=PersonalData(keys(), SPEC))
+    await store.append({"order-1": (ANY, [placed("ada")])})
+    await store.append_together([({"order-2": (0, [placed("ada", None)])}, None, None)])
+    await store.append({"order-3": (ANY, [placed("bob")])})
+    await store.append({"order-4": (ANY, [NewEvent("OrderPlaced", {"customerId": "cy"})])})
+
+    text = await every_table_as_text(conn)
+    for secret in ("Lovelace", "ada@example.com", "St James"):
+        assert secret not in text and secret.encode().hex() not in text
+    events = await store.read_all(0, 100)
+    assert [e.data.get("shippingAddress") for e in events] == [ADDRESS, ADDRESS, ADDRESS, None]
+    assert [e.data.get("email") for e in events] == [
+        "ada@example.com",
+        None,
+        "ada@example.com",
+        None,
+    ]
+    assert (await store.read_stream("order-1"))[0].data["shippingAddress"] is None
+    streams = await store.read_streams(["order-1", "order-3"])
+    assert all(e.data["email"] is None for _, es in streams.values() for e in es)
+
+    async with conn.transaction():
+        assert await store.personal.keys.forget(conn, "ada")  # type: ignore[union-attr]
+    events = await store.read_all(0, 100, whole_appends=True)
+    assert [e.data.get("shippingAddress") for e in events] == [None, None, ADDRESS, None]
+    assert events[0].data["orderId"] == "o" and events[0].data["customerId"] == "ada"
+
+
+async def test_personal_data_without_a_subject_is_refused_and_nothing_is_written(
+    pool: asyncpg.Pool,
+) -> None:
+    store = EventStore(pool, personal=PersonalData(keys(), SPEC))
+    for data in ({"email": "x@example.com"}, {"customerId": "", "email": "x@example.com"}):
+        with pytest.raises(InvalidEventError):
+            await store.append({"order-9": (ANY, [NewEvent("OrderPlaced", data)])})
+    assert await store.read_all(0, 10) == []
+    assert await pool.fetchval("SELECT count(*) FROM eventgraph.personal_keys") == 0
