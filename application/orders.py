@@ -16,6 +16,7 @@ from application.idempotency import Idempotency
 from domain import order, product, values
 from domain import shop as rules
 from domain.aggregate import DomainEvent
+from domain.contact import ShippingAddress
 from domain.errors import NotFound
 from domain.ids import OrderId, new_order_id
 from domain.values import Actor
@@ -27,6 +28,11 @@ class PlaceOrder(Command[order.Order]):
     actor: Actor
     lines: Sequence[tuple[str, int]]
     idempotency_key: str | None = None
+    shipping_address: ShippingAddress | None = None
+    """Validated by the caller (`domain.contact`), as `email`: personal data, sealed in the
+    log under the customer's key, and left out of the idempotency key's fingerprint (which
+    outlives a forget)."""
+    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,16 @@ async def place_order(handler: CommandHandler, command: PlaceOrder) -> CommandRe
 
     def decide(loaded: Loaded) -> dict[str, list[DomainEvent]]:
         catalogue = {sku: loaded.state(stream) for sku, stream in product_streams.items()}
-        return rules.checkout(order_id, requested, catalogue, actor, handler.clock(), window)
+        return rules.checkout(
+            order_id,
+            requested,
+            catalogue,
+            actor,
+            handler.clock(),
+            window,
+            command.shipping_address,
+            command.email,
+        )
 
     result = await handler.execute(
         actor,

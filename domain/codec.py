@@ -123,3 +123,23 @@ __all__ = [
     "encode",
     "encode_state",
 ]
+
+
+def personal_fields() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each event type with personal data: (the field naming its subject, its personal fields),
+    as they are named in the log's JSON (see `OrderPlaced.personal`)."""
+    found = {}
+    for name, cls in EVENT_TYPES.items():
+        fields: tuple[str, ...] = getattr(cls, "personal", ())
+        if fields:
+            subject: str = getattr(cls, "subject")  # noqa: B009 - declared with `personal`
+            found[name] = (_camel(subject), tuple(_camel(f) for f in fields))
+    return found
+
+
+def forgetting_events() -> dict[str, str]:
+    """Each event type that forgets a subject's personal data, with the field naming the
+    subject (see `CustomerForgotten.forgets`)."""
+    return {
+        name: _camel(cls.forgets) for name, cls in EVENT_TYPES.items() if hasattr(cls, "forgets")
+    }

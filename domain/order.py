@@ -13,6 +13,7 @@ from typing import ClassVar, assert_never
 
 from domain import product, values
 from domain.aggregate import AggregateType
+from domain.contact import ShippingAddress
 from domain.errors import InvalidInput, InvalidState, NotFound, NotYet
 from domain.ids import OrderId
 from domain.ids import order_id as parse_order_id
@@ -64,6 +65,16 @@ class OrderPlaced:
     expires_at: datetime | None = None
     """The payment deadline, decided when the order was placed: unpaid by then, the order
     expires. None: it never does (placed with deadlines off, or before they existed)."""
+    shipping_address: ShippingAddress | None = None
+    """Personal data (as `email`): sealed in the log under the customer's own key, None once
+    the customer is forgotten (and wherever an order is decided: see `personal`)."""
+    email: str | None = None
+
+    subject: ClassVar[str] = "customer_id"
+    """Whose personal data this event carries (a field of it)."""
+    personal: ClassVar[tuple[str, ...]] = ("shipping_address", "email")
+    """Its fields that are personal data: the log holds them encrypted with a key of the
+    subject's own, destroyed when the subject is forgotten (eventstore/personal.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,9 @@ class PlaceOrder:
     actor: Actor
     at: datetime
     payment_window: timedelta | None = None
+    shipping_address: ShippingAddress | None = None
+    """Validated by the caller (`domain.contact`), as `email`."""
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +300,14 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
             expires_at = command.at + window if window else None
             return [
                 OrderPlaced(
-                    command.order_id, command.actor.id, command.lines, total, command.at, expires_at
+                    command.order_id,
+                    command.actor.id,
+                    command.lines,
+                    total,
+                    command.at,
+                    expires_at,
+                    command.shipping_address,
+                    command.email,
                 )
             ]
         case PayOrder():

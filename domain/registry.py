@@ -4,7 +4,7 @@ checked and folded everywhere."""
 
 from __future__ import annotations
 
-from domain import order, product, review, wishlist
+from domain import customer, order, product, review, wishlist
 from domain.aggregate import AggregateType
 
 AGGREGATES: tuple[AggregateType, ...] = (
@@ -12,6 +12,7 @@ AGGREGATES: tuple[AggregateType, ...] = (
     order.AGGREGATE,
     review.AGGREGATE,
     wishlist.AGGREGATE,
+    customer.AGGREGATE,
 )
 
 EVENT_TYPES: dict[str, type] = {

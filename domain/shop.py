@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from domain import order, product
 from domain.aggregate import DomainEvent
+from domain.contact import ShippingAddress
 from domain.errors import NotFound
 from domain.ids import OrderId
 from domain.values import Actor
@@ -28,10 +29,13 @@ def checkout(
     actor: Actor,
     at: datetime,
     payment_window: timedelta | None = None,
+    shipping_address: ShippingAddress | None = None,
+    email: str | None = None,
 ) -> Decision:
     """Place an order for `requested` (sku, quantity) lines: each line priced from the
     catalogue as it is now, and its stock reserved on its product, all at once; unpaid after
-    `payment_window` (None: never), it expires."""
+    `payment_window` (None: never), it expires. The shipping address and email, validated
+    (`domain.contact`), go with the order as personal data."""
     order.validate_lines(requested)
     products: dict[str, product.Product] = {}
     for sku, _ in requested:
@@ -42,7 +46,12 @@ def checkout(
     priced = tuple(order.OrderLine(sku, qty, products[sku].unit_price) for sku, qty in requested)
     decided: Decision = {
         order.stream_id(order_id): list(
-            order.decide(order.PlaceOrder(order_id, priced, actor, at, payment_window), None)
+            order.decide(
+                order.PlaceOrder(
+                    order_id, priced, actor, at, payment_window, shipping_address, email
+                ),
+                None,
+            )
         )
     }
     for sku, quantity in requested:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from application.commands import Policy
 from domain.values import MAX_STOCK
+from eventstore.personal import MasterKey, MasterKeyError, new_master_key_text
 from support.logs import FORMATS
 from transport.origins import Hosts
 
@@ -52,6 +53,23 @@ def _publish_key(env: Mapping[str, str]) -> str | None:
             " every message with it; consumers verify it)"
         )
     return key
+
+
+def _master_key(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_master_keys(value)
+        except MasterKeyError as exc:
+            raise ConfigError(str(exc)) from None
+    return value
+
+
+def parse_master_keys(value: str) -> tuple[MasterKey, ...]:
+    """`key[,older,...]`: the first wraps new data keys; the others still unwrap theirs."""
+    keys = tuple(MasterKey.from_text(part) for part in value.split(",") if part.strip())
+    if not keys:
+        raise MasterKeyError("EVENTGRAPH_MASTER_KEY is empty; generate one: eventgraph master-key")
+    return keys
 
 
 def _allowed_hosts(value: str | None) -> str | None:
@@ -132,6 +150,9 @@ class Settings:
     max_subscriptions_per_user: int = 256
     payment_window_seconds: float = 1800.0
     low_stock_threshold: int = 5
+    master_key: str | None = None
+    """EVENTGRAPH_MASTER_KEY: the current master key, then any earlier ones still being
+    rotated away from, comma-separated (see `resolve_master_keys`)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -166,6 +187,7 @@ class Settings:
             max_subscriptions_per_user=_limit(env, "EVENTGRAPH_MAX_SUBSCRIPTIONS_PER_USER", 256),
             payment_window_seconds=_payment_window(env),
             low_stock_threshold=_threshold(env),
+            master_key=_master_key(env.get("EVENTGRAPH_MASTER_KEY") or None),
         )
 
     def policy(self) -> Policy:
@@ -195,6 +217,21 @@ class Settings:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
         return path.read_text().strip(), True
+
+    def resolve_master_keys(self) -> tuple[MasterKey, ...]:
+        """The master keys that wrap personal-data keys (eventstore/personal.py). Without
+        EVENTGRAPH_MASTER_KEY, one is generated once into the data directory, for development:
+        replicas, and any process run from another directory, need the configured one, or
+        they cannot read each other's personal data."""
+        if self.master_key:
+            return parse_master_keys(self.master_key)
+        path = self.data_dir / "master-key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(new_master_key_text())
+        return parse_master_keys(path.read_text().strip())
 
     def resolve_publish_key(self) -> bytes:
         """The key the relay signs each message with (consumers verify it). Without

@@ -4,7 +4,7 @@ projectors and their watch, and closes them in reverse."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,11 +13,19 @@ import asyncpg
 from application.commands import Policy
 from application.reactions import ReactionRunner
 from application.shop import Shop, reactions
+from domain.codec import forgetting_events, personal_fields
 from domain.upcasters import UPCASTERS
 from eventgraph.config import Settings
 from eventstore.migrate import migrate
 from eventstore.notify import CHANNEL as LOG_CHANNEL
 from eventstore.notify import CoalescingNotifier, Listener, Signal
+from eventstore.personal import (
+    MasterKey,
+    PersonalData,
+    PersonalFields,
+    PersonalKeys,
+    new_master_key_text,
+)
 from eventstore.store import EventStore, init_connection
 from eventstore.upcasting import UpcasterRegistry
 from projections import all_projections
@@ -93,6 +101,7 @@ async def open_runtime(
     publish_key: bytes = b"",
     policy: Policy | None = None,
     clock: Callable[[], datetime] | None = None,
+    master_keys: Sequence[MasterKey] = (),
 ) -> AsyncIterator[Runtime]:
     """Everything a process runs on. With `run_projectors`, it also runs the projectors and
     the reactions (each led by one process at a time, whichever runs them). `clock` is the
@@ -115,7 +124,15 @@ async def open_runtime(
     reads = read_pool or pool
     signal = Signal()
     notifier = CoalescingNotifier(pool, signal)
-    store = EventStore(pool, shop_upcasters(), notifier)
+    # Without master keys (tests, benchmarks): one of this process only, so what it seals
+    # cannot be read after it ends. `runtime_for` passes the configured ones.
+    masters = tuple(master_keys) or (MasterKey.from_text(new_master_key_text()),)
+    personal = PersonalData(
+        PersonalKeys(masters),
+        {t: PersonalFields(subject, fields) for t, (subject, fields) in personal_fields().items()},
+        forgetting_events(),
+    )
+    store = EventStore(pool, shop_upcasters(), notifier, personal)
     policy = policy or Policy()
     shop = Shop(store, clock, policy)
     watch = ProjectionWatch(reads, position_poll_seconds)
@@ -200,4 +217,5 @@ def runtime_for(
         read_dsn=settings.read_database_url,
         publish_key=settings.resolve_publish_key() if publish and settings.publish_url else b"",
         policy=settings.policy(),
+        master_keys=settings.resolve_master_keys(),
     )

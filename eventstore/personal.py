@@ -366,13 +366,24 @@ class PersonalData:
     a reader must never see them (deciding a command: aggregate states, and so snapshots and
     the state cache, never hold personal data)."""
 
-    def __init__(self, keys: PersonalKeys, fields: Mapping[str, PersonalFields]) -> None:
+    def __init__(
+        self,
+        keys: PersonalKeys,
+        fields: Mapping[str, PersonalFields],
+        forgetting: Mapping[str, str] | None = None,
+    ) -> None:
         self.keys = keys
         self.fields = dict(fields)
+        self.forgetting = dict(forgetting or {})
+        """Event types whose append destroys a subject's key, in the same transaction: the
+        type, and the field naming the subject (`CustomerForgotten`: `customerId`)."""
 
     def needs_sealing(self, events: Iterable[tuple[str, NewEvent]]) -> bool:
-        fields = self.fields
+        """True if appending `events` makes, uses or destroys a key (in one transaction)."""
+        fields, forgetting = self.fields, self.forgetting
         for _, event in events:
+            if event.type in forgetting:
+                return True
             spec = fields.get(event.type)
             if spec is not None and any(event.data.get(f) is not None for f in spec.fields):
                 return True
@@ -382,9 +393,16 @@ class PersonalData:
         self, conn: Conn, events: Sequence[tuple[str, NewEvent]]
     ) -> list[tuple[str, NewEvent]]:
         """`events` with their personal fields sealed (in the caller's transaction on
-        `conn`, which makes a subject's key on first use)."""
+        `conn`, which makes a subject's key on first use); a forgetting event destroys its
+        subject's key there, before any later event of `events` makes a new one."""
         sealed = []
         for stream, event in events:
+            forgets = self.forgetting.get(event.type)
+            if forgets is not None:
+                subject = event.data.get(forgets)
+                if not isinstance(subject, str) or not subject:
+                    raise InvalidEventError(f"{event.type} names no {forgets}")
+                await self.keys.forget(conn, subject)
             spec = self.fields.get(event.type)
             if spec is not None and any(event.data.get(f) is not None for f in spec.fields):
                 subject = event.data.get(spec.subject)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -11,6 +12,8 @@ from typing import Any, ClassVar
 import asyncpg
 
 from domain.aggregate import DomainEvent
+from domain.codec import encode_state
+from domain.contact import ShippingAddress
 from domain.order import (
     OrderCancelled,
     OrderExpired,
@@ -53,6 +56,10 @@ class OrderView:
     """The position of the last event that changed this order."""
     expires_at: datetime | None = None
     """While PLACED: its payment deadline, if it has one."""
+    shipping_address: ShippingAddress | None = None
+    """Personal data, as `email`: None when none was given, or once the customer was
+    forgotten."""
+    email: str | None = None
 
     @classmethod
     def of(cls, row: asyncpg.Record | dict[str, Any], position: int | None = None) -> OrderView:
@@ -73,7 +80,22 @@ class OrderView:
             row["read_position"] if position is None else position,
             row["position"],
             row["expires_at"],
+            _address(row.get("shipping_address")),
+            row.get("email"),
         )
+
+
+def _address(data: dict[str, Any] | None) -> ShippingAddress | None:
+    if not data:
+        return None
+    return ShippingAddress(
+        data["name"],
+        data["line1"],
+        data.get("line2"),
+        data["city"],
+        data["postalCode"],
+        data["country"],
+    )
 
 
 class OrdersProjection(RowProjection):
@@ -94,8 +116,10 @@ class OrdersProjection(RowProjection):
         ("version", "integer NOT NULL"),
         ("position", "bigint NOT NULL"),
         ("expires_at", "timestamptz"),
+        ("shipping_address", "jsonb"),
+        ("email", "text"),
     )
-    added_columns: ClassVar[tuple[str, ...]] = ("expires_at",)
+    added_columns: ClassVar[tuple[str, ...]] = ("expires_at", "shipping_address", "email")
 
     def create_tables(self, schema: str) -> str:
         return super().create_tables(schema) + (
@@ -109,6 +133,30 @@ class OrdersProjection(RowProjection):
             f"\nCREATE INDEX IF NOT EXISTS orders_customer_position_idx"
             f" ON {schema}.orders (customer_id, position);"
         )
+
+    async def apply(
+        self, conn: asyncpg.Connection, schema: str, events: Sequence[RecordedEvent]
+    ) -> None:
+        """Row by row, but for `CustomerForgotten`, which erases the personal data of every
+        order of that customer placed before it (and moves their position, so live views
+        push the erased order): the batch is applied in runs between those."""
+        run: list[RecordedEvent] = []
+        for recorded in events:
+            if recorded.type != "CustomerForgotten":
+                run.append(recorded)
+                continue
+            await super().apply(conn, schema, run)
+            run = []
+            await conn.execute(
+                f"UPDATE {schema}.orders SET shipping_address = NULL, email = NULL,"
+                " position = $2, updated_at = $3"
+                " WHERE customer_id = $1 AND position < $2"
+                " AND (shipping_address IS NOT NULL OR email IS NOT NULL)",
+                recorded.data["customerId"],
+                recorded.position,
+                recorded.occurred_at,
+            )
+        await super().apply(conn, schema, run)
 
     def key_of(self, event: DomainEvent) -> str | None:
         if isinstance(event, ORDER_EVENTS):
@@ -131,6 +179,8 @@ class OrdersProjection(RowProjection):
                 "amount_paid": Decimal("0.00"),
                 "placed_at": recorded.occurred_at,
                 "expires_at": event.expires_at,
+                "shipping_address": _to_json(event.shipping_address),
+                "email": event.email,
                 **stamp,
             }
         if row is None:
@@ -153,6 +203,10 @@ class OrdersProjection(RowProjection):
             case PaymentRefunded():
                 return {**row, "amount_paid": row["amount_paid"] - event.amount, **stamp}
         return row
+
+
+def _to_json(address: ShippingAddress | None) -> dict[str, Any] | None:
+    return None if address is None else encode_state(address)
 
 
 async def order(pool: asyncpg.Pool, order_id: str) -> OrderView | None:

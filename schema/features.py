@@ -4,7 +4,7 @@ subscriptions then join the root types, in this order."""
 
 from __future__ import annotations
 
-from schema import log, orders, products, reviews, sales, wishlist
+from schema import customers, log, orders, products, reviews, sales, wishlist
 from schema.feature import Feature
 
 FEATURES: tuple[Feature, ...] = (
@@ -14,4 +14,5 @@ FEATURES: tuple[Feature, ...] = (
     log.FEATURE,
     reviews.FEATURE,
     wishlist.FEATURE,
+    customers.FEATURE,
 )

@@ -13,7 +13,7 @@ import strawberry
 
 from application.decision import CommandResult
 from application.orders import CancelOrder, PayOrder, PlaceOrder, ShipOrder
-from domain import ids
+from domain import contact, ids
 from domain import order as order_domain
 from projections import orders
 from projections.orders import OrderView
@@ -46,6 +46,44 @@ class OrderLine:
 
 
 @strawberry.type
+class ShippingAddress:
+    name: str
+    line1: str
+    line2: str | None
+    city: str
+    postal_code: str
+    country: str
+
+    @classmethod
+    def of(cls, address: contact.ShippingAddress | None) -> ShippingAddress | None:
+        if address is None:
+            return None
+        return cls(
+            name=address.name,
+            line1=address.line1,
+            line2=address.line2,
+            city=address.city,
+            postal_code=address.postal_code,
+            country=address.country,
+        )
+
+
+@strawberry.input
+class ShippingAddressInput:
+    name: str
+    line1: str
+    line2: str | None = strawberry.UNSET
+    city: str
+    postal_code: str
+    country: str = strawberry.field(description='ISO 3166-1 alpha-2, e.g. "DE".')
+
+    def validated(self) -> contact.ShippingAddress:
+        return contact.shipping_address(
+            self.name, self.line1, given(self.line2), self.city, self.postal_code, self.country
+        )
+
+
+@strawberry.type
 class Order:
     id: strawberry.ID
     customer_id: str
@@ -63,6 +101,14 @@ class Order:
     )
     expires_at: datetime | None = strawberry.field(
         default=None, description="While PLACED: when it expires unless paid. Otherwise null."
+    )
+    shipping_address: ShippingAddress | None = strawberry.field(
+        default=None,
+        description="Null when none was given, or once the customer was forgotten.",
+    )
+    email: str | None = strawberry.field(
+        default=None,
+        description="Null when none was given, or once the customer was forgotten.",
     )
 
     @classmethod
@@ -87,6 +133,8 @@ class Order:
             version=view.version,
             position=view.position,
             expires_at=view.expires_at,
+            shipping_address=ShippingAddress.of(view.shipping_address),
+            email=view.email,
         )
 
     @classmethod
@@ -230,12 +278,17 @@ class OrderMutation:
         info: Info,
         lines: list[OrderLineInput],
         idempotency_key: str | None = strawberry.UNSET,
+        shipping_address: ShippingAddressInput | None = strawberry.UNSET,
+        email: str | None = strawberry.UNSET,
     ) -> OrderPayload:
+        address, mail = given(shipping_address), given(email)
         result = await info.context.handle(
             PlaceOrder(
                 info.context.actor,
                 [(line.sku, line.quantity) for line in lines],
                 given(idempotency_key),
+                None if address is None else address.validated(),
+                None if mail is None else contact.email(mail),
             )
         )
         return OrderPayload.of(result)

@@ -9,3 +9,8 @@ CREATE TABLE eventgraph.personal_keys (
     master_id text NOT NULL,           -- which master key wrapped it (a fingerprint)
     created_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- The streams about a customer, for the right of access (application/customers.py export):
+-- only the events that name their customer, so an append of anything else pays nothing.
+CREATE INDEX events_customer_idx ON eventgraph.events ((data->>'customerId'))
+ WHERE type IN ('OrderPlaced', 'ReviewPosted', 'WishlistItemAdded');

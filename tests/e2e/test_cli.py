@@ -190,6 +190,15 @@ def _definitions(sdl: str) -> dict[str, set[str]]:
 def test_printed_sdl_contains_the_contract(tmp_path: Path) -> None:
     printed = _definitions(cli("schema", env=clean_env(tmp_path)).stdout)
     contract = {name: fields for name, fields in _definitions(CONTRACT.read_text()).items()}
+    # A built part of coming.graphql may say a field's line in schema.graphql "becomes" another.
+    parts = _coming_parts()
+    for title in BUILT:
+        for line, field in re.findall(r"becomes:\n#\s+((\w+)\(.*?)\s*$", parts[title], re.M):
+            for fields in contract.values():
+                old = {f for f in fields if f.startswith(field + "(")}
+                if old:
+                    fields -= old
+                    fields.add(" ".join(line.split()))
     missing = {
         name: sorted(fields - printed.get(name, set()))
         for name, fields in contract.items()
@@ -199,7 +208,7 @@ def test_printed_sdl_contains_the_contract(tmp_path: Path) -> None:
 
 
 COMING = CONTRACT.with_name("coming.graphql")
-BUILT = ("Order deadlines", "The wishlist")
+BUILT = ("Order deadlines", "The wishlist", "Personal data")
 """The parts of coming.graphql built so far: each is owed from now on, as schema.graphql is."""
 
 

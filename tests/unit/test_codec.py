@@ -8,6 +8,8 @@ from decimal import Decimal
 import pytest
 
 from domain.codec import EVENT_TYPES, DomainEvent, decode, encode
+from domain.contact import ShippingAddress
+from domain.customer import CustomerForgotten
 from domain.order import (
     OrderCancelled,
     OrderExpired,
@@ -38,6 +40,17 @@ EVENTS: list[DomainEvent] = [
     OrderPlaced("o2", "c1", (OrderLine("A", 1, Decimal("1.50")),), Decimal("1.50"), NOW, NOW),
     WishlistItemAdded("w1", "c1", "A", NOW),
     WishlistItemRemoved("w1", "c1", "A", NOW),
+    CustomerForgotten("c1", "c1", NOW),
+    OrderPlaced(
+        "o3",
+        "c1",
+        (OrderLine("A", 1, Decimal("1.50")),),
+        Decimal("1.50"),
+        NOW,
+        None,
+        ShippingAddress("Ada", "1 Road", None, "London", "N1 9GU", "GB"),
+        "ada@example.com",
+    ),
 ]
 
 
@@ -50,7 +63,7 @@ def test_events_round_trip_through_json(event: DomainEvent) -> None:
     import json
 
     event_type, version, data = encode(event)
-    assert event_type.endswith("ed")  # past tense
+    assert event_type.endswith(("ed", "en"))  # past tense: Placed, Forgotten
     assert version == event.schema_version
     assert decode(event_type, json.loads(json.dumps(data)), NOW) == event
 
@@ -63,6 +76,8 @@ def test_money_is_stored_as_exact_strings() -> None:
         "total": "3.00",
         "lines": [{"sku": "A", "quantity": 2, "unitPrice": "1.50"}],
         "expiresAt": None,
+        "shippingAddress": None,
+        "email": None,
     }
 
 
