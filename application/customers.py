@@ -14,7 +14,7 @@ from domain.aggregate import DomainEvent
 from domain.errors import InvalidInput
 from domain.values import Actor
 from eventstore.events import RecordedEvent
-from eventstore.store import EventStore
+from eventstore.store import MAX_READ, EventStore
 
 MAX_EXPORT = 100_000
 """The most events one export returns (a customer with more is refused, not cut short)."""
@@ -62,7 +62,10 @@ async def export(store: EventStore, actor: Actor, customer_id: str) -> list[Reco
     streams = {r["stream_id"] for r in rows} | {customer.stream_id(customer_id)}
     found: list[RecordedEvent] = []
     for stream in sorted(streams):
-        found += await store.read_all(0, MAX_EXPORT, stream_id=stream)
-        if len(found) > MAX_EXPORT:
-            raise InvalidInput("too many events to export at once; ask the operators")
+        after = 0
+        while page := await store.read_all(after, MAX_READ, stream_id=stream):
+            found += page
+            after = page[-1].position
+            if len(found) > MAX_EXPORT:
+                raise InvalidInput("too many events to export at once; ask the operators")
     return sorted(found, key=lambda e: e.position)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
@@ -63,3 +63,26 @@ async def reset(url: str) -> None:
             await conn.execute(f"DROP SCHEMA {row['nspname']} CASCADE")
     finally:
         await conn.close()
+
+
+async def plaintext_in(
+    conn: asyncpg.Connection, needles: Sequence[str], schemas: str = "%"
+) -> list[str]:
+    """Each of `needles` found in any row of any table of the database but the catalogue's
+    (of the schemas LIKE `schemas`), written as text or as hex (bytea, or text hex-encoded):
+    which table, which needle."""
+    tables = await conn.fetch(
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) AS t FROM pg_tables"
+        " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND schemaname LIKE $1",
+        schemas,
+    )
+    found = []
+    for row in tables:
+        text = await conn.fetchval(
+            f"SELECT coalesce(string_agg(x::text, ' '), '') FROM {row['t']} x"
+        )
+        lowered = text.lower()
+        for needle in needles:
+            if needle in text or needle.encode().hex() in lowered:
+                found.append(f"{row['t']}: {needle}")
+    return found
