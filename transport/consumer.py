@@ -32,6 +32,14 @@ requeued, e.g. for a `schemaVersion` newer than it knows. Dead-lettered messages
 body and headers: publish one back to `eventgraph.events` (with its routing key,
 `x-eventgraph-routing-key`) once fixed, and the consumer applies it, once.
 
+Personal data: a shipping address or email arrives in clear while its customer's key exists,
+and as null once the customer is forgotten (the relay reads the log as everyone does). What a
+consumer stored before stays with it: give `on_forgotten`, which receives each
+`CustomerForgotten` (routing key `customer.CustomerForgotten`, bound for you), exactly once
+like any event, to erase that customer's copies in the same transaction as the record of it.
+EventGraph cannot reach copies elsewhere (a consumer's backups, logs, mailboxes): each holder
+of a copy answers for it.
+
 Declare the queue (start the consumer once) before relying on the stream: the broker drops
 what no queue is bound to, and a consumer added later starts from then; history is the
 `events` query's.
@@ -100,6 +108,11 @@ CREATE TABLE IF NOT EXISTS eventgraph_processed_events (
 """
 
 
+FORGOTTEN_TYPE = "CustomerForgotten"
+FORGOTTEN = f"customer.{FORGOTTEN_TYPE}"
+"""The routing key of the event that asks every consumer to erase a customer's copies."""
+
+
 class StopConsuming(Exception):
     """Raised by a handler: stop the consumer with this message requeued, not dead-lettered
     (a condition the next release, not a retry, will fix)."""
@@ -122,6 +135,7 @@ class Consumer:
         retry_pause: float = 0.1,
         max_retry_pause: float = 5.0,
         prefetch: int = 100,
+        on_forgotten: Handler | None = None,
     ) -> None:
         given = [key] if isinstance(key, (str, bytes)) else list(key)
         if not given or not all(given):
@@ -130,6 +144,10 @@ class Consumer:
             raise ValueError("max_attempts must be at least 1")
         self.url, self.pool, self.name = url, pool, name
         self.bindings, self.handle, self.prefetch = list(bindings), handle, prefetch
+        self.on_forgotten = on_forgotten
+        """Erases a forgotten customer's copies (see the module's docstring)."""
+        if on_forgotten is not None and FORGOTTEN not in self.bindings:
+            self.bindings.append(FORGOTTEN)
         self.keys = [k.encode() if isinstance(k, str) else bytes(k) for k in given]
         self.max_attempts, self.retry_pause = max_attempts, retry_pause
         self.max_retry_pause = max_retry_pause
@@ -235,7 +253,9 @@ class Consumer:
                 event.get("position"),
             )
             if first:
-                await self.handle(event, cast(asyncpg.Connection, conn))
+                forgotten = self.on_forgotten is not None and event.get("type") == FORGOTTEN_TYPE
+                handle = self.on_forgotten if forgotten and self.on_forgotten else self.handle
+                await handle(event, cast(asyncpg.Connection, conn))
         return bool(first)
 
     def signed(self, message: AbstractIncomingMessage) -> bool:

@@ -706,3 +706,73 @@ async def test_the_reactions_events_are_published_like_any_other(
         messages = await drain(amqp_url, queue, set(ids))
     keys = {m.routing_key for m in messages if str(m.message_id) in ids}
     assert keys == {"product.LowStockReached", "order.OrderExpired"}
+
+
+async def test_personal_data_is_published_while_its_key_exists_and_consumers_erase_copies(
+    pool: asyncpg.Pool, clean_db: str, amqp_url: str, queue: str
+) -> None:
+    from eventstore.personal import (
+        MasterKey,
+        PersonalData,
+        PersonalFields,
+        PersonalKeys,
+        new_master_key_text,
+    )
+
+    personal = PersonalData(
+        PersonalKeys([MasterKey.from_text(new_master_key_text())]),
+        {"OrderPlaced": PersonalFields("customerId", ("email",))},
+        {"CustomerForgotten": "customerId"},
+    )
+    store = EventStore(pool, personal=personal)
+    name = f"test-erasing-{uuid.uuid4().hex[:8]}"
+    await pool.execute("CREATE TABLE IF NOT EXISTS copies (customer text, email text)")
+    await pool.execute("TRUNCATE copies")
+
+    async def keep(body: dict[str, Any], conn: asyncpg.Connection) -> None:
+        data = body["data"]
+        await conn.execute("INSERT INTO copies VALUES ($1, $2)", data["customerId"], data["email"])
+
+    async def erase(body: dict[str, Any], conn: asyncpg.Connection) -> None:
+        await conn.execute("DELETE FROM copies WHERE customer = $1", body["data"]["customerId"])
+
+    consumer = Consumer(amqp_url, pool, name, ["order.*"], keep, key=KEY, on_forgotten=erase)
+    running = asyncio.create_task(consumer.run())
+    relay = Relay(clean_db, store, amqp_url, Signal(), key=KEY, poll_interval=0.05)
+    try:
+        await asyncio.sleep(0.5)  # the queue is declared and bound
+        placed = {}
+        for who in ("ada", "bob"):
+            e = NewEvent("OrderPlaced", {"customerId": who, "email": f"{who}@example.org"})
+            placed[who] = str(e.event_id)
+            await store.append({f"order-{who}": (NO_STREAM, [e])})
+        relay.start()
+        first = await drain(amqp_url, queue, set(placed.values()))
+        emails = {orjson.loads(m.body)["data"]["email"] for m in first}
+        assert emails == {"ada@example.org", "bob@example.org"}, "in clear while the key exists"
+        forget = NewEvent("CustomerForgotten", {"customerId": "ada", "forgottenBy": "ada"})
+        await store.append({"customer-ada": (NO_STREAM, [forget])})
+        await drain(amqp_url, queue, {str(forget.event_id)})
+        deadline = time.monotonic() + 20
+        while consumer.applied < 3:
+            assert time.monotonic() < deadline, consumer.applied
+            await asyncio.sleep(0.05)
+        copies = await pool.fetch("SELECT customer, email FROM copies")
+        assert [(r["customer"], r["email"]) for r in copies] == [("bob", "bob@example.org")]
+
+        await relay.stop()  # published again from 0: ada's order now without her email
+        await pool.execute("TRUNCATE eventgraph.relay_checkpoints")
+        relay = Relay(clean_db, store, amqp_url, Signal(), key=KEY, poll_interval=0.05)
+        relay.start()
+        again = await drain(amqp_url, queue, {placed["ada"]})
+        bodies = [orjson.loads(m.body) for m in again if str(m.message_id) == placed["ada"]]
+        assert bodies and all(b["data"]["email"] is None for b in bodies)
+    finally:
+        await relay.stop()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+        await channel.queue_delete(consumer.dead_letter_queue)
+        await connection.close()
