@@ -279,6 +279,15 @@ def _run_alone(
     return 0
 
 
+def _master_key(args: argparse.Namespace, settings: Settings | None) -> int:
+    """Needs no setting (`main` reads none for it): a malformed EVENTGRAPH_MASTER_KEY, whose
+    refusal says to run this, must not stop it."""
+    from eventstore.personal import new_master_key_text
+
+    print(new_master_key_text())
+    return 0
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from schema import build_schema
 
@@ -386,6 +395,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("projection", help=f"the read model: {read_models}")
     resume.set_defaults(run=operate.resume)
+
+    commands.add_parser(
+        "master-key",
+        help="print a new master key for personal data: put it in EVENTGRAPH_MASTER_KEY and"
+        " keep a backup (without it, the personal data it protects cannot be read)",
+    ).set_defaults(run=_master_key)
+
+    rotate = commands.add_parser(
+        "rotate-master-key",
+        help="rewrap every personal-data key under the first key of EVENTGRAPH_MASTER_KEY"
+        " (new,old[,...]); exit 1 while any remain under another",
+        description=(
+            "With EVENTGRAPH_MASTER_KEY=new,old[,...] (the new key first, then every earlier"
+            " one still in use), rewrap every personal-data key under the new one, in batches"
+            " that each commit (an interrupted rotation resumes where it was), then say how"
+            " many remain under other master keys. Drop an earlier key from"
+            " EVENTGRAPH_MASTER_KEY only once none remains (exit 0)."
+        ),
+    )
+    rotate.add_argument(
+        "--batch", type=int, default=500, help="data keys rewrapped per transaction"
+    )
+    rotate.set_defaults(run=operate.rotate_master_key)
     return parser
 
 
@@ -419,6 +451,8 @@ def _refusal(exc: Exception) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "master-key":
+        return _master_key(args, None)
     try:
         settings = Settings.from_env()
         logs.configure(settings.log_format)

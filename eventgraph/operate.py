@@ -1,5 +1,6 @@
-"""The operator's commands on the read side: rebuild a projection, see each projection's
-state, park the one event a projection cannot apply, let a stopped projection resume."""
+"""The operator's commands: on the read side, rebuild a projection, see each projection's
+state, park the one event a projection cannot apply, let a stopped projection resume; on the
+event store, rotate the master key that wraps the personal-data keys."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from eventgraph.config import Settings
+from eventgraph.config import ConfigError, Settings
 from eventgraph.database import database_url
 
 MAX_POSITION = 2**63 - 1
@@ -196,6 +197,79 @@ def resume(args: argparse.Namespace, settings: Settings) -> int:
         return f"{name} goes on from its checkpoint" if stopped else f"{name} had not stopped"
 
     return _on_connection(settings, "resume", act)
+
+
+def rotate_master_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Rewrap every personal-data key under the first of EVENTGRAPH_MASTER_KEY's keys (each
+    batch its own transaction: an interrupted rotation resumes where it was), then say how
+    many remain under other master keys. Exit 1 while any remain: the earlier keys must be
+    kept until none does. Never prints a key."""
+    from eventgraph.config import parse_master_keys
+    from eventstore.personal import MasterKeyError, PersonalKeys
+
+    if not settings.master_key:
+        print(
+            "eventgraph rotate-master-key: set EVENTGRAPH_MASTER_KEY=new,old[,...] (the new key"
+            " first, then every earlier one still in use; `eventgraph master-key` makes one):"
+            " a rotation uses the keys given, never a generated one",
+            file=sys.stderr,
+        )
+        return 2
+    if args.batch < 1:
+        print("eventgraph rotate-master-key: --batch must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        masters = parse_master_keys(settings.master_key)
+    except MasterKeyError as exc:
+        raise ConfigError(str(exc)) from None
+    keys = PersonalKeys(masters)
+    given = [m.id for m in masters]
+
+    async def run(dsn: str) -> tuple[int, int, int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            done = await keys.rotate(conn, batch=args.batch)
+            remain = await conn.fetchval(
+                "SELECT count(*) FROM eventgraph.personal_keys WHERE master_id <> $1",
+                keys.master.id,
+            )
+            unknown = await conn.fetchval(
+                "SELECT count(*) FROM eventgraph.personal_keys WHERE master_id <> ALL($1::text[])",
+                given,
+            )
+            return done, remain, unknown
+        finally:
+            await conn.close()
+
+    with database_url(settings.database_url, settings.data_dir) as dsn:
+        try:
+            done, remain, unknown = asyncio.run(run(dsn))
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            print(
+                "eventgraph rotate-master-key: the database is not migrated:"
+                " run `eventgraph migrate`",
+                file=sys.stderr,
+            )
+            return 2
+    print(
+        f"rewrapped {done:,} data keys under the new master key (id {keys.master.id});"
+        f" {remain:,} remain under other master keys"
+    )
+    if unknown:
+        print(
+            f"eventgraph rotate-master-key: warning: {unknown:,} data keys are under a master key"
+            " not given in EVENTGRAPH_MASTER_KEY; they cannot be unwrapped (their personal"
+            " data reads as erased) until that key is given after the new one",
+            file=sys.stderr,
+        )
+    if remain > unknown:
+        print(
+            f"eventgraph rotate-master-key: warning: {remain - unknown:,} data keys under an"
+            " earlier master key given here were not rewrapped (in use at the time, or"
+            " damaged): run again, and keep the earlier keys until none remains",
+            file=sys.stderr,
+        )
+    return 1 if remain else 0
 
 
 def _scrape(url: str, token: str | None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
