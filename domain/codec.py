@@ -17,6 +17,9 @@ from domain.aggregate import DomainEvent
 from domain.order import OrderLine
 from domain.registry import EVENT_TYPES
 
+SEALED = "$personal"
+"""The key that marks a sealed personal field in the log's JSON (eventstore/personal.py)."""
+
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -60,7 +63,9 @@ def _converter(hint: Any) -> Converter:
     origin = typing.get_origin(hint)
     if origin is typing.Union or origin is types.UnionType:
         inner = _converter(next(a for a in typing.get_args(hint) if a is not type(None)))
-        return lambda v: None if v is None else inner(v)
+        # A sealed personal field its reader could not open (eventstore/personal.py) reads as
+        # erased: never as a value, never an error.
+        return lambda v: None if v is None or (type(v) is dict and SEALED in v) else inner(v)
     if origin is tuple:
         item = _converter(typing.get_args(hint)[0])
         return lambda v: tuple(item(x) for x in v)

@@ -88,6 +88,18 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncp
     return pool
 
 
+def personal_data(master_keys: Sequence[MasterKey] = ()) -> PersonalData:
+    """The shop's personal fields and the keys that seal them, under `master_keys`. Without
+    any (tests, benchmarks): a master key of this process only, so that what it seals cannot
+    be read once it ends; `runtime_for` passes the configured ones."""
+    masters = tuple(master_keys) or (MasterKey.from_text(new_master_key_text()),)
+    return PersonalData(
+        PersonalKeys(masters),
+        {t: PersonalFields(subject, fields) for t, (subject, fields) in personal_fields().items()},
+        forgetting_events(),
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     dsn: str,
@@ -124,15 +136,7 @@ async def open_runtime(
     reads = read_pool or pool
     signal = Signal()
     notifier = CoalescingNotifier(pool, signal)
-    # Without master keys (tests, benchmarks): one of this process only, so what it seals
-    # cannot be read after it ends. `runtime_for` passes the configured ones.
-    masters = tuple(master_keys) or (MasterKey.from_text(new_master_key_text()),)
-    personal = PersonalData(
-        PersonalKeys(masters),
-        {t: PersonalFields(subject, fields) for t, (subject, fields) in personal_fields().items()},
-        forgetting_events(),
-    )
-    store = EventStore(pool, shop_upcasters(), notifier, personal)
+    store = EventStore(pool, shop_upcasters(), notifier, personal_data(master_keys))
     policy = policy or Policy()
     shop = Shop(store, clock, policy)
     watch = ProjectionWatch(reads, position_poll_seconds)

@@ -531,7 +531,7 @@ class EventStore:
             " ORDER BY position",
             list(positions),
         )
-        return [self.upcasters.upcast(_record(r)) for r in rows]
+        return await self._opened([self.upcasters.upcast(_record(r)) for r in rows])
 
     async def find_idempotent(self, *keys: str) -> tuple[str, AppendResult] | None:
         """The first of `keys` that an append stored, with that append's result; one query

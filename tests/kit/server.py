@@ -16,8 +16,12 @@ from typing import Any
 import httpx
 
 from application.auth import mint_token
+from eventstore.personal import new_master_key_text
 
 SECRET = "test-secret-" + "x" * 32
+MASTER_KEY = new_master_key_text()
+"""Every test server's EVENTGRAPH_MASTER_KEY in this test process: the tests' own readers of
+the log (tests/model/db.py) open what the servers seal."""
 
 
 PORTS = "EVENTGRAPH_TEST_PORTS"
@@ -128,6 +132,7 @@ def _spawn(
             **os.environ,
             "DATABASE_URL": database_url,
             "EVENTGRAPH_JWT_SECRET": SECRET,
+            "EVENTGRAPH_MASTER_KEY": MASTER_KEY,
             "EVENTGRAPH_DATA_DIR": str(tmp / "data"),
             "EVENTGRAPH_READ_WAIT_SECONDS": "1",
             # Tests count the events of product streams: the low-stock reaction (which adds

@@ -15,13 +15,16 @@ import asyncpg
 from application.expiry import OrderExpiry
 from application.reactions import ReactionRunner
 from application.shop import Shop
-from eventgraph.runtime import shop_upcasters
+from eventgraph.runtime import personal_data, shop_upcasters
 from eventstore.events import RecordedEvent
 from eventstore.notify import CoalescingNotifier, Signal
+from eventstore.personal import MasterKey
 from eventstore.store import EventStore, init_connection
 from projections import all_projections
 from projections.base import Projection
 from tests.kit import readmodels
+from tests.kit.database import plaintext_in
+from tests.kit.server import MASTER_KEY
 
 T = TypeVar("T")
 
@@ -61,7 +64,10 @@ class Db:
         """The event log's database."""
         self.pool: asyncpg.Pool = self.run(connect(read_url)) if read_url else self.log
         """The read side's (the same unless the server runs with a read database)."""
-        self.store = EventStore(self.log, shop_upcasters())
+        # Opens what the server seals (its master key is the test servers' own).
+        self.store = EventStore(
+            self.log, shop_upcasters(), personal=personal_data([MasterKey.from_text(MASTER_KEY)])
+        )
         self._events: list[RecordedEvent] = []
         self._replayed_to = 0
         self._scratch = False
@@ -74,7 +80,7 @@ class Db:
         signal = Signal()
         self._notifier = CoalescingNotifier(self.log, signal)
         self._notifier.start()
-        store = EventStore(self.log, shop_upcasters(), self._notifier)
+        store = EventStore(self.log, shop_upcasters(), self._notifier, self.store.personal)
         shop = Shop(store, self.clock)
         self.expiry = ReactionRunner(OrderExpiry(), url, store, shop, signal, clock=self.clock)
         self._expiry_conn: asyncpg.Connection = await asyncpg.connect(url)
@@ -125,6 +131,14 @@ class Db:
             self.run(self.log.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    async def scan(self, needles: list[str]) -> list[str]:
+        """`needles` found in any table of the log's database or the read side's."""
+        found = []
+        for pool in {id(p): p for p in (self.log, self.pool)}.values():
+            async with pool.acquire() as proxy:
+                found += await plaintext_in(cast(asyncpg.Connection, proxy), needles)
+        return found
 
     def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Rows of the read side."""

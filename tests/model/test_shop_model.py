@@ -14,7 +14,8 @@ projection or reaction has stopped; every table of every registered read model e
 replay of the whole log through the projections; the read models agree with the model (stock
 never negative, reserved = the lines of PLACED and PAID orders, each order's status, payments
 and deadline, the low-stock flags, the dashboard's counts, revenue and units, each product's
-review count and average); no order was both paid and expired, none expired twice; an
+review count and average; each order's address and email until its customer is
+forgotten, and no plaintext of a forgotten customer anywhere readable); no order was both paid and expired, none expired twice; an
 order-expiry timer exists exactly for each PLACED order, due at its deadline; a rejected
 command appended nothing; an accepted one appended its events exactly once.
 
@@ -27,11 +28,12 @@ CI runs a bounded number of examples with a fixed seed. For a long local run:
 from __future__ import annotations
 
 from tests.model import machine
-from tests.model.features import deadlines, orders, products, reviews, wishlist
+from tests.model.features import deadlines, orders, personal, products, reviews, wishlist
 
 
 class ShopMachine(
     # A new feature: its module in features/, and its class here, above those it builds on.
+    personal.Personal,
     deadlines.Deadlines,
     reviews.Reviews,
     wishlist.Wishlists,

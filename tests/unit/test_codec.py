@@ -118,3 +118,12 @@ def test_aggregate_states_round_trip_for_snapshots() -> None:
 
     for cls, state in states:
         assert decode_state(cls, json.loads(json.dumps(encode_state(state)))) == state
+
+
+def test_a_sealed_field_its_reader_cannot_open_reads_as_erased() -> None:
+    _, _, data = encode(EVENTS[-1])
+    sealed = {"$personal": 1, "subject": "c1", "key": "k", "sealed": "x"}
+    decoded = decode("OrderPlaced", {**data, "shippingAddress": sealed, "email": sealed}, NOW)
+    assert isinstance(decoded, OrderPlaced)
+    assert decoded.shipping_address is None and decoded.email is None
+    assert decoded.customer_id == "c1" and decoded.total == Decimal("1.50")
