@@ -503,7 +503,7 @@ function armExpiry() {
 // ---- documents
 
 const PRODUCT = "id sku name unitPrice onHand reserved available lowOnStock lowOnStockSince position";
-const ORDER = "id customerId status total amountPaid placedAt expiresAt version position lines { sku quantity }";
+const ORDER = "id customerId status total amountPaid placedAt expiresAt version position lines { sku quantity } shippingAddress { name line1 line2 city postalCode country } email";
 
 // ---- products
 
@@ -912,6 +912,20 @@ function orderActions(order) {
   return actions;
 }
 
+// Where a staff member ships the order: its address and email, as long as the customer has
+// not been forgotten (then the API answers null for both, as when none was given).
+function shipTo(order) {
+  const a = order.shippingAddress;
+  if (!a && !order.email) return null;
+  const lines = a ? [a.name, a.line1, a.line2, `${a.postalCode} ${a.city}`, a.country].filter(Boolean) : [];
+  return el(
+    "div",
+    { class: "ship-to", "data-field": "ship-to" },
+    ...lines.map((line) => el("span", {}, line)),
+    order.email ? el("span", { class: "muted" }, order.email) : null,
+  );
+}
+
 function renderOrders() {
   const all = [...orders.values()].sort((a, b) => b.placedAt.localeCompare(a.placedAt) || b.id.localeCompare(a.id));
   const newest = all.slice(0, SHOWN_ORDERS);
@@ -928,7 +942,7 @@ function renderOrders() {
           el("button", { type: "button", class: "copy", title: "Copy the full order id", "aria-label": `Copy order id ${o.id}`, onclick: () => copy(o.id) }, "Copy"),
         ),
         el("td", {}, el("time", { datetime: o.placedAt, title: new Date(o.placedAt).toLocaleString() }, clock(o.placedAt), el("span", { class: "muted" }, ` · ${ago(o.placedAt)}`))),
-        staff ? el("td", {}, o.customerId) : null,
+        staff ? el("td", { class: "customer" }, o.customerId, shipTo(o)) : null,
         el("td", {}, o.lines.map((l) => `${l.quantity} × ${productLabel(l.sku)}`).join(", ")),
         el("td", { class: "num" }, money(o.total)),
         el(
