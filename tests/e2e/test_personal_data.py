@@ -12,7 +12,7 @@ import asyncpg
 
 from tests.kit.database import plaintext_in
 from tests.kit.documents import register
-from tests.kit.server import Server, Users, new_sku, token
+from tests.kit.server import MASTER_KEY, Server, Users, new_sku, token
 from tests.kit.ws import acked
 
 ADDRESS_FIELDS = "shippingAddress { name line1 line2 city postalCode country } email"
@@ -111,6 +111,13 @@ async def test_a_forgotten_customer_reads_as_null_everywhere_and_nowhere_in_clea
     assert back["order"]["shippingAddress"]["name"] == new_name, "back, under a new key"
     old = (await ada.ok(ORDER, {"id": placed["orderId"], "at": back["position"]}))["order"]
     assert old["shippingAddress"] is None, "the old order stays erased"
+
+    # Never in the server's log lines or metrics, and no key either.
+    metrics = (await users.client.get(server.url + "/metrics")).text
+    logged = server.log.read_text()
+    assert "eventgraph_command_duration_seconds_count" in metrics and "/graphql" in logged
+    for secret in (name, email, new_name, MASTER_KEY):
+        assert secret not in logged and secret not in metrics
 
 
 async def test_what_is_refused(users: Users) -> None:
