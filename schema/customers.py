@@ -18,6 +18,7 @@ class ForgetCustomerPayload:
     position: Position = strawberry.field(
         description="Position of the event that records the forgetting."
     )
+    events: list[DomainEvent] = strawberry.field(description="The events it appended.")
 
 
 @strawberry.type
@@ -44,7 +45,11 @@ class CustomerMutation:
     )
     async def forget_customer(self, info: Info, customer_id: str) -> ForgetCustomerPayload:
         result = await info.context.handle(ForgetCustomer(info.context.actor, customer_id))
-        return ForgetCustomerPayload(customer_id=customer_id, position=result.position)
+        return ForgetCustomerPayload(
+            customer_id=customer_id,
+            position=result.position,
+            events=[DomainEvent.from_recorded(e) for e in result.events],
+        )
 
 
 FEATURE = Feature(CustomerQuery, CustomerMutation)
